@@ -1,0 +1,71 @@
+# The two commands of the README:  make lab  |  make test
+# Both create/update the local virtual environment .venv first.
+# GPU=1 installs tensorflow[and-cuda] instead of tensorflow-cpu.
+
+PYTHON ?= python3
+VENV   ?= .venv
+GPU    ?= 0
+BIN    := $(VENV)/bin
+TF     := $(if $(filter 1,$(GPU)),gpu,cpu)
+STAMP  := $(VENV)/.installed-$(TF)
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
+
+.PHONY: help env lab test unit notebooks voila bench browser-deps clean
+
+help:
+	@echo "make lab        set up .venv and open the course in JupyterLab"
+	@echo "make test       set up .venv and run every test (unit, notebooks under nbval, browser)"
+	@echo "make voila      serve the live-demo dashboard with Voila (instructors)"
+	@echo "make notebooks  re-execute and save every notebook (after changing one)"
+	@echo "make bench      run the benchmarks"
+	@echo "GPU=1           with lab/test/bench: use tensorflow[and-cuda] instead of tensorflow-cpu"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@# tensorflow-cpu and tensorflow[and-cuda] install the same module: keep only one
+	$(BIN)/python -m pip uninstall -q -y $(if $(filter gpu,$(TF)),tensorflow-cpu,tensorflow) 2>/dev/null || true
+	$(BIN)/python -m pip install -q -e ".[dev,$(TF)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+env: $(STAMP)
+
+lab: env
+	$(BIN)/jupyter lab notebooks/
+
+test: env browser-deps
+	$(BIN)/python -m pytest
+
+unit: env
+	$(BIN)/python -m pytest tests -m "not browser"
+
+# Re-execute every notebook top to bottom in a fresh kernel and save it with
+# its outputs; nbstripout then drops the per-run widget state (git noise) but
+# keeps outputs and execution counts, so strict nbval compares against them.
+notebooks: env
+	for nb in $(NOTEBOOKS); do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=300 $$nb || exit 1; \
+	  $(BIN)/nbstripout --keep-output --keep-count --extra-keys "metadata.widgets" $$nb || exit 1; \
+	done
+
+voila: env
+	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/05-live-demo.ipynb
+
+bench: env
+	$(BIN)/python benchmarks/bench_engines.py
+
+# Debian's Chromium for the browser test. As root (CI) it is installed when
+# missing; elsewhere the browser test skips with a message saying how.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "chromium not found: the browser test will skip (install it: sudo apt-get install chromium)"; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache
