@@ -27,7 +27,8 @@ def aggregation_weights(n_samples, weighting: str = "samples") -> np.ndarray:
     weighting = check.choice("weighting", weighting, WEIGHTINGS)
     n_samples = np.asarray(n_samples, dtype=np.float64)
     if n_samples.ndim != 1 or n_samples.size == 0 or np.any(n_samples <= 0):
-        raise ValueError(f"n_samples must be a non-empty 1-D array of positive counts, got {n_samples!r}")
+        raise ValueError("n_samples must be a non-empty 1-D array of positive counts, got "
+                         f"shape {n_samples.shape} with min {n_samples.min() if n_samples.size else 'n/a'}")
     if weighting == "uniform":
         return np.full(n_samples.shape, 1.0 / n_samples.size)
     return n_samples / n_samples.sum()
@@ -49,5 +50,6 @@ def aggregate(updates, weights) -> np.ndarray:
         raise ValueError(f"updates must have shape (k, p) and weights shape (k,), "
                          f"got {updates.shape} and {weights.shape}")
     if np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError(f"weights must be non-negative with a positive sum, got {weights!r}")
+        raise ValueError(f"weights must be non-negative with a positive sum, got min {weights.min():g} "
+                         f"and sum {weights.sum():g}")
     return weights @ updates / weights.sum()

@@ -64,8 +64,9 @@ class Party:
         X = np.asarray(X, dtype=np.float64) if not isinstance(X, np.ndarray) else X
         if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] == 0:
             raise ValueError(f"a Party needs at least one sample, got an empty X of shape {X.shape}")
-        self._X = check.features(X)
-        self._y = check.targets(y, self._X.shape[0])
+        # private copies: the read-only flags below must not freeze the caller's arrays
+        self._X = check.features(X).copy()
+        self._y = check.targets(y, self._X.shape[0]).copy()
         self._X.setflags(write=False)
         self._y.setflags(write=False)
         if name is not None and not isinstance(name, str):

@@ -44,8 +44,12 @@ def sample_parties(n_parties: int, fraction: float, rng: np.random.Generator | N
     ``max(1, round(fraction * n_parties))`` parties drawn without replacement;
     all of them (no random draw) when ``fraction == 1``.
     """
+    n_parties = check.integer("n_parties", n_parties, minimum=1)
+    fraction = check.fraction(fraction)
     if fraction == 1.0:
         return np.arange(n_parties)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator when fraction < 1, got {type(rng).__name__}")
     k = max(1, int(round(fraction * n_parties)))
     return np.sort(rng.choice(n_parties, size=k, replace=False))
 

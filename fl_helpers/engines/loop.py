@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..linear import mse
 from ..parties import _local_sgd
 
 
@@ -27,4 +28,6 @@ class LoopEngine:
         return np.array(updates), np.array(weights)
 
     def party_losses(self, theta):
-        return np.array([p.loss(theta) for p in self.parties])
+        # unchecked mse, not Party.loss: a diverged (non-finite) theta must reach
+        # the divergence rule instead of raising in the argument check
+        return np.array([mse(theta, *p.data) for p in self.parties])
