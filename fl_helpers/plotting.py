@@ -1,0 +1,491 @@
+r"""Plotting: pure draw functions for the course's figures.
+
+Every function draws on the Axes it is given (``ax=None`` makes a new
+figure), returns that Axes, never calls ``plt.show()`` and never changes
+``matplotlib.rcParams``: sizes are set on the Axes only (``fontsize=`` makes
+a figure readable on a classroom projector). Colours follow the
+colour-blind-safe Okabe-Ito palette.
+
+Functions
+---------
+plot_losses          loss vs round for several runs; a diverged run stops at
+                     its last finite round, marked with an 'x'
+plot_loss_contours   contours of a loss in a 2-D parameter plane
+                     :math:`(\theta_0, \theta_1)`, trajectories on top
+quadratic_slice      the MSE restricted to two coordinates of :math:`\theta`
+                     (a vectorized ``loss2d`` for :func:`plot_loss_contours`)
+quadratic_loss2d     :math:`L^\star + \tfrac12 (t - c)^\top H (t - c)` as a ``loss2d``
+plot_round_diagram   the federated round as a picture (server, parties, arrows)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from . import _validate as check
+from .history import History
+from .linear import add_bias
+
+#: Okabe & Ito (2008) colour-blind-safe colours, in the order runs get them.
+COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+REFERENCE_COLOR = "0.45"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _new_axes(figsize=(6.4, 4.2)):
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def _check_fontsize(fontsize) -> float | None:
+    if fontsize is None:
+        return None
+    return check.positive_float("fontsize", fontsize)
+
+
+def _apply_fontsize(ax, fontsize: float | None) -> None:
+    """Set label, tick, title and legend sizes on this Axes only (rcParams untouched)."""
+    if fontsize is None:
+        return
+    ax.xaxis.label.set_fontsize(fontsize)
+    ax.yaxis.label.set_fontsize(fontsize)
+    ax.title.set_fontsize(fontsize * 1.1)
+    ax.tick_params(labelsize=fontsize * 0.9)
+    legend = ax.get_legend()
+    if legend is not None:
+        for text in legend.get_texts():
+            text.set_fontsize(fontsize * 0.9)
+
+
+def _finite_prefix(values: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """Values up to the first non-finite one, and the index of that one (or None)."""
+    bad = ~np.isfinite(values)
+    if values.ndim > 1:
+        bad = bad.any(axis=tuple(range(1, values.ndim)))
+    if not bad.any():
+        return values, None
+    k = int(np.argmax(bad))
+    return values[:k], k
+
+
+def _loss_curve(name: str, value) -> tuple[np.ndarray, int | None]:
+    """A run's finite losses and the round at which it diverged (None if it did not)."""
+    if isinstance(value, History):
+        losses, cut = _finite_prefix(np.asarray(value.losses, dtype=np.float64))
+        return losses, value.diverged_at if value.diverged_at is not None else cut
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a 1-D array of losses or a History, "
+                        f"got {type(value).__name__}") from exc
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of losses or a History, got shape {arr.shape}")
+    return _finite_prefix(arr)
+
+
+def _point(name: str, value, dims: tuple[int, int]) -> np.ndarray:
+    """A 2-D point: a length-2 array, or a full theta from which ``dims`` are taken."""
+    arr = np.asarray(value, dtype=np.float64).ravel()
+    if arr.size == 2:
+        return arr
+    if arr.size > max(dims):
+        return arr[list(dims)]
+    raise ValueError(f"{name} must be a point (t0, t1) or a theta with more than {max(dims)} entries, "
+                     f"got shape {np.shape(value)}")
+
+
+def _path(name: str, value, dims: tuple[int, int]) -> np.ndarray:
+    """A trajectory of shape (R, 2): from an array (R, 2), an array (R, p) or a History."""
+    arr = value.thetas if isinstance(value, History) else value
+    try:
+        arr = np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of shape (R, 2) or a History, got {type(value).__name__}") from exc
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] < 2:
+        raise ValueError(f"{name} must be an array of shape (R, 2) or (R, p) or a History, got shape {arr.shape}")
+    if arr.shape[1] > 2:                      # a full theta per row: keep the plotted coordinates
+        if arr.shape[1] <= max(dims):
+            raise ValueError(f"{name} has {arr.shape[1]} columns, too few for dims={tuple(dims)}")
+        arr = arr[:, list(dims)]
+    return _finite_prefix(arr)[0]
+
+
+def _dims(dims) -> tuple[int, int]:
+    if (not isinstance(dims, (tuple, list)) or len(dims) != 2
+            or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in dims)):
+        raise TypeError(f"dims must be a pair of parameter indices such as (0, 1), got {dims!r}")
+    if dims[0] == dims[1] or min(dims) < 0:
+        raise ValueError(f"dims must be two different non-negative indices, got {tuple(dims)}")
+    return int(dims[0]), int(dims[1])
+
+
+def _colors(colors, labels) -> list:
+    """One colour per label: the Okabe-Ito cycle, a sequence in label order, or a dict label -> colour."""
+    if colors is None:
+        return [COLORS[k % len(COLORS)] for k in range(len(labels))]
+    if isinstance(colors, Mapping):
+        return [colors.get(label, COLORS[k % len(COLORS)]) for k, label in enumerate(labels)]
+    if isinstance(colors, str) or len(colors) < len(labels):
+        raise ValueError(f"colors must be a dict label -> colour or a sequence of at least {len(labels)} "
+                         f"colours, got {colors!r}")
+    return list(colors)
+
+
+def _mapping(name: str, value) -> Mapping:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict label -> data, got {type(value).__name__}")
+    return value
+
+
+# --------------------------------------------------------------------------- loss curves
+
+def plot_losses(curves: Mapping, ax=None, *, log: bool = True, reference=None,
+                reference_label: str = "centralized reference", optimum: float | None = None,
+                title: str | None = None, xlabel: str = "round", ylabel: str | None = None,
+                colors=None, fontsize: float | None = None):
+    r"""Loss vs round for several runs, one line each.
+
+    A run is an array of losses :math:`L(\theta_0), L(\theta_1), \dots` or a
+    :class:`~fl_helpers.History`. Runs may have different lengths. A run that
+    diverged (a History with ``diverged_at`` set, or an array that turns
+    NaN/inf) is drawn up to its last finite round only, ends with an 'x' and
+    the note "diverged at round k"; no NaN is ever handed to matplotlib.
+
+    Parameters
+    ----------
+    curves : dict label -> array or History
+        The runs, drawn in the Okabe-Ito colours in order.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when None.
+    log : bool
+        Logarithmic loss axis (default). Points <= 0 are left out on a log axis.
+    reference : array, History or float, optional
+        A reference run drawn dashed grey (e.g. centralized gradient
+        descent), or a constant drawn as a dashed horizontal line (e.g. the
+        least-squares loss :math:`L^\star`).
+    optimum : float, optional
+        If given, every curve is drawn as the excess loss
+        :math:`L(\theta_t) - L^\star` (the quantity that shrinks geometrically
+        in gradient descent).
+    title, xlabel, ylabel : str, optional
+    colors : sequence or dict label -> colour, optional
+        Default: the Okabe-Ito colours in order. Pass the same to
+        :func:`plot_loss_contours` to keep a run's colour in both panels.
+    fontsize : float, optional
+        Font size of labels, ticks and legend (e.g. 16 for projection).
+
+    Returns
+    -------
+    matplotlib Axes
+        One Line2D per run, one per divergence marker, one for the reference.
+    """
+    curves = _mapping("curves", curves)
+    if not curves:
+        raise ValueError("curves must hold at least one run, got an empty dict")
+    fontsize = _check_fontsize(fontsize)
+    if optimum is not None:
+        if isinstance(optimum, bool) or not isinstance(optimum, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(optimum):
+            raise TypeError(f"optimum must be a finite number (the minimum loss), got {optimum!r}")
+        optimum = float(optimum)
+    ax = _new_axes() if ax is None else ax
+
+    def shown(losses: np.ndarray):
+        rounds = np.arange(len(losses))
+        vals = losses - optimum if optimum is not None else losses
+        keep = vals > 0 if log else np.ones(len(vals), dtype=bool)
+        return rounds[keep], vals[keep]
+
+    if reference is not None:
+        if np.ndim(reference) == 0 and not isinstance(reference, History):
+            level = float(reference) - (optimum or 0.0)
+            if not log or level > 0:
+                ax.axhline(level, color=REFERENCE_COLOR, ls="--", lw=1.5, label=reference_label)
+        else:
+            ref, _ = _loss_curve("reference", reference)
+            ax.plot(*shown(ref), "--", color=REFERENCE_COLOR, lw=2, label=reference_label, zorder=3)
+
+    for color, (label, run) in zip(_colors(colors, list(curves)), curves.items()):
+        losses, diverged_at = _loss_curve(f"curves[{label!r}]", run)
+        x, v = shown(losses)
+        ax.plot(x, v, "-", color=color, lw=2, label=str(label))
+        if diverged_at is not None and len(x):
+            ax.plot([x[-1]], [v[-1]], "x", color=color, ms=11, mew=2.5, label=f"_diverged {label}")
+            ax.annotate(f"diverged at round {diverged_at}", (x[-1], v[-1]), xytext=(-10, 0),
+                        textcoords="offset points", ha="right", va="center", color=color,
+                        fontsize=(fontsize or 10) * 0.9)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    if ylabel is None:
+        ylabel = "loss above the minimum  L(θ) − L*" if optimum is not None else "training loss (MSE)"
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", frameon=False)
+    _apply_fontsize(ax, fontsize)
+    return ax
+
+
+# --------------------------------------------------------------------------- loss landscapes
+
+def quadratic_slice(X, y, theta_ref, dims=(0, 1)) -> Callable:
+    r"""The MSE as a function of two coordinates of :math:`\theta`, the others fixed.
+
+    With :math:`\theta = \theta_{\rm ref} + a\,e_j + b\,e_k` (``dims = (j, k)``)
+    the residual is :math:`r = r_0 + a\,\tilde x_j + b\,\tilde x_k`, so
+
+    .. math::
+        L(a, b) = \tfrac1m\lVert r_0\rVert^2 + 2a\,\overline{r_0\tilde x_j}
+                  + 2b\,\overline{r_0\tilde x_k} + a^2\,\overline{\tilde x_j^2}
+                  + 2ab\,\overline{\tilde x_j\tilde x_k} + b^2\,\overline{\tilde x_k^2}
+
+    (bars are means over the samples, :math:`\tilde X = [\mathbf 1, X]`).
+
+    Parameters
+    ----------
+    X : array (m, d), y : array (m,)
+    theta_ref : array (d + 1,)
+        Values of the coordinates not in ``dims``; ``theta_ref[dims]`` is ignored.
+    dims : pair of int
+        Which coordinates vary (0 is the intercept :math:`\theta_0`).
+
+    Returns
+    -------
+    loss2d : callable (t0, t1) -> array
+        Vectorized: ``loss2d(T0, T1)`` has the broadcast shape of ``T0, T1`` and
+        equals ``mse(theta, X, y)`` with ``theta[dims] = (t0, t1)``.
+    """
+    X = check.features(X)
+    y = check.targets(y, X.shape[0])
+    ref = check.theta(theta_ref, X.shape[1] + 1, name="theta_ref")
+    j, k = _dims(dims)
+    if max(j, k) > X.shape[1]:
+        raise ValueError(f"dims must index theta, i.e. lie in [0, {X.shape[1]}], got {(j, k)}")
+    Xt = add_bias(X)
+    base = ref.copy()
+    base[[j, k]] = 0.0
+    r0 = Xt @ base - y
+    xj, xk = Xt[:, j], Xt[:, k]
+    c0, cj, ck = r0 @ r0, r0 @ xj, r0 @ xk
+    qjj, qjk, qkk = xj @ xj, xj @ xk, xk @ xk
+    m = len(y)
+
+    def loss2d(t0, t1):
+        a = np.asarray(t0, dtype=np.float64)
+        b = np.asarray(t1, dtype=np.float64)
+        return (c0 + 2 * a * cj + 2 * b * ck + a * a * qjj + 2 * a * b * qjk + b * b * qkk) / m
+
+    return loss2d
+
+
+def quadratic_loss2d(hessian, minimum, *, min_loss: float = 0.0) -> Callable:
+    r"""A 2-D quadratic :math:`L(t) = L^\star + \tfrac12 (t - c)^\top H (t - c)` as a ``loss2d``.
+
+    Parameters
+    ----------
+    hessian : array (2, 2)
+        Symmetric positive semi-definite :math:`H`.
+    minimum : array (2,)
+        The minimiser :math:`c`.
+    min_loss : float
+        :math:`L^\star`, the value at the minimum.
+    """
+    H = np.asarray(hessian, dtype=np.float64)
+    c = np.asarray(minimum, dtype=np.float64)
+    if H.shape != (2, 2) or not np.all(np.isfinite(H)) or not np.allclose(H, H.T):
+        raise ValueError(f"hessian must be a finite symmetric 2 x 2 matrix, got {H!r}")
+    if np.linalg.eigvalsh(H).min() < -1e-12 * max(1.0, np.abs(H).max()):
+        raise ValueError(f"hessian must be positive semi-definite, got eigenvalues {np.linalg.eigvalsh(H)}")
+    if c.shape != (2,) or not np.all(np.isfinite(c)):
+        raise ValueError(f"minimum must be a finite point of shape (2,), got shape {c.shape}")
+    if isinstance(min_loss, bool) or not np.isfinite(min_loss):
+        raise ValueError(f"min_loss must be a finite number, got {min_loss!r}")
+
+    def loss2d(t0, t1):
+        a = np.asarray(t0, dtype=np.float64) - c[0]
+        b = np.asarray(t1, dtype=np.float64) - c[1]
+        return float(min_loss) + 0.5 * (H[0, 0] * a * a + 2 * H[0, 1] * a * b + H[1, 1] * b * b)
+
+    return loss2d
+
+
+def _window(center, span, points: list[np.ndarray]):
+    if center is None:
+        if not points:
+            raise ValueError("center is required when there is no optimum to centre the plot on")
+        center = points[0]
+    center = np.asarray(center, dtype=np.float64).ravel()
+    if center.shape != (2,) or not np.all(np.isfinite(center)):
+        raise ValueError(f"center must be a finite point (t0, t1), got {center!r}")
+    if span is None:
+        far = np.zeros(2)
+        for p in points:
+            far = np.maximum(far, np.abs(p - center))
+        span = np.maximum(1.3 * far, 0.5)
+    span = np.broadcast_to(np.asarray(span, dtype=np.float64), (2,)).copy()
+    if not np.all(np.isfinite(span)) or np.any(span <= 0):
+        raise ValueError(f"span must be a positive half-width or a pair of them, got {span!r}")
+    return center, span
+
+
+def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mapping | None = None,
+                       optimum=None, optimum_label: str = "least squares θ*", marks: Mapping | None = None,
+                       dims=(0, 1), levels=14, resolution: int = 121,
+                       labels: tuple[str, str] = ("θ0 (intercept)", "θ1 (slope)"),
+                       title: str | None = None, legend: bool = True, colors=None,
+                       fontsize: float | None = None):
+    r"""Contours of a loss in a 2-D parameter plane, with trajectories drawn on top.
+
+    Parameters
+    ----------
+    loss2d : callable or tuple
+        ``loss2d(T0, T1) -> Z`` evaluated on a ``resolution`` x ``resolution``
+        grid (e.g. from :func:`quadratic_slice` or :func:`quadratic_loss2d`),
+        or precomputed grids ``(T0, T1, Z)``.
+    ax : matplotlib Axes, optional
+    center, span : point and float or pair, optional
+        The window :math:`[c_0 \pm s_0] \times [c_1 \pm s_1]`. ``center``
+        defaults to ``optimum``; ``span`` to 1.3 x the farthest of the
+        optimum, the marks and the paths' starting points (at least 0.5).
+    paths : dict label -> array (R, 2) or (R, p) or History
+        Trajectories :math:`\theta_0, \theta_1, \dots` (from a History its
+        ``thetas[:, dims]``). Each is drawn as a line with small dots, a
+        white square at the start and a filled circle at the end. Rows after
+        the first non-finite one are dropped; the axes keep the window, so a
+        diverging path leaves the picture instead of rescaling it.
+    optimum : point, optional
+        Drawn as a star (a full theta is reduced to ``theta[dims]``).
+    marks : dict label -> point, optional
+        Further labelled points (e.g. the fixed point of the unweighted mean).
+    dims : pair of int
+        Which coordinates of a full theta / History the axes show.
+    levels : int or sequence
+        Number of contour levels (spaced geometrically above the grid's
+        minimum, so the ellipses near the optimum are visible) or the levels.
+    labels : pair of str
+        Axis labels.
+    colors : sequence or dict label -> colour, optional
+        Colours of the paths (default: the Okabe-Ito colours in order).
+
+    Returns
+    -------
+    matplotlib Axes
+        Per path three Line2D (path, start, end); one per optimum and mark.
+    """
+    dims = _dims(dims)
+    paths = _mapping("paths", paths)
+    marks = _mapping("marks", marks)
+    fontsize = _check_fontsize(fontsize)
+    resolution = check.integer("resolution", resolution, minimum=5, maximum=1000)
+    opt = None if optimum is None else _point("optimum", optimum, dims)
+    mark_pts = {label: _point(f"marks[{label!r}]", p, dims) for label, p in marks.items()}
+    path_pts = {label: _path(f"paths[{label!r}]", p, dims) for label, p in paths.items()}
+
+    if callable(loss2d):
+        points = ([opt] if opt is not None else []) + list(mark_pts.values()) \
+            + [p[0] for p in path_pts.values() if len(p)]
+        c, s = _window(center, span, points)
+        T0, T1 = np.meshgrid(np.linspace(c[0] - s[0], c[0] + s[0], resolution),
+                             np.linspace(c[1] - s[1], c[1] + s[1], resolution))
+        Z = np.asarray(loss2d(T0, T1), dtype=np.float64)
+        if Z.shape != T0.shape:
+            raise ValueError(f"loss2d must return an array shaped like its inputs {T0.shape}, got {Z.shape}")
+    elif isinstance(loss2d, tuple) and len(loss2d) == 3:
+        T0, T1, Z = (np.asarray(a, dtype=np.float64) for a in loss2d)
+        if not (T0.shape == T1.shape == Z.shape) or T0.ndim != 2:
+            raise ValueError(f"grids (T0, T1, Z) must be 2-D with equal shapes, got {T0.shape}, {T1.shape}, {Z.shape}")
+    else:
+        raise TypeError(f"loss2d must be a callable loss2d(T0, T1) or a tuple of grids (T0, T1, Z), "
+                        f"got {type(loss2d).__name__}")
+    if not np.all(np.isfinite(Z)):
+        raise ValueError("the loss grid contains NaN/inf values")
+
+    if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
+        n = check.integer("levels", int(levels), minimum=2)
+        lo, hi = float(Z.min()), float(Z.max())
+        spread = max(hi - lo, 1e-12)
+        levels = lo + np.geomspace(2e-3 * spread, spread, n)
+    else:
+        levels = np.sort(np.asarray(levels, dtype=np.float64))
+
+    ax = _new_axes(figsize=(5.6, 4.6)) if ax is None else ax
+    ax.contour(T0, T1, Z, levels=levels, colors="0.72", linewidths=0.9)
+    for color, (label, p) in zip(_colors(colors, list(path_pts)), path_pts.items()):
+        ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=2, marker=".", ms=4, label=str(label))
+        if len(p):
+            ax.plot(p[0, 0], p[0, 1], "s", mfc="white", mec=color, mew=2, ms=8, label=f"_start {label}")
+            ax.plot(p[-1, 0], p[-1, 1], "o", color=color, mec="black", ms=8, label=f"_end {label}")
+    if opt is not None:
+        ax.plot(opt[0], opt[1], "*", color="#009E73", mec="black", ms=18, label=optimum_label)
+    for k, (label, p) in enumerate(mark_pts.items()):
+        ax.plot(p[0], p[1], "XPDv^"[k % 5], color="#D55E00", mec="black", ms=11, label=str(label))
+    ax.set_xlim(float(T0.min()), float(T0.max()))
+    ax.set_ylim(float(T1.min()), float(T1.max()))
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    if title:
+        ax.set_title(title)
+    if legend and (path_pts or opt is not None or mark_pts):
+        ax.legend(loc="best", framealpha=0.9)
+    _apply_fontsize(ax, fontsize)
+    return ax
+
+
+# --------------------------------------------------------------------------- the round as a picture
+
+def plot_round_diagram(ax=None, *, n_parties: int = 3, fontsize: float | None = None):
+    r"""The federated round as a picture: one server, ``n_parties`` parties, the round's four blocks.
+
+    1. broadcast :math:`\theta`; 2. local work on the local data, which
+    returns the update :math:`\Delta_i` and the weight :math:`m_i` (arrows up);
+    3. aggregate :math:`\Delta = \sum_i \frac{m_i}{M}\Delta_i`;
+    4. server update :math:`\theta \leftarrow \theta - \eta\Delta`
+    (the blocks of :mod:`fl_helpers.server`).
+
+    The same picture as the notebooks' Mermaid diagram, drawn with matplotlib
+    so that it shows wherever a PNG shows. Text is English only (the default
+    font has no Chinese glyphs).
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    n_parties = check.integer("n_parties", n_parties, minimum=1, maximum=5)
+    fontsize = _check_fontsize(fontsize) or 10.0
+    ax = _new_axes(figsize=(9.5, 5.2)) if ax is None else ax
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 6.2)
+    ax.set_axis_off()
+
+    def box(x, y, w, h, text, color):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.08",
+                                    fc=color, ec="0.25", lw=1.2))
+        ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+
+    def arrow(x0, y0, x1, y1, color):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=16,
+                                     color=color, lw=1.8))
+
+    box(5, 5.35, 6.2, 1.2, "Central server: holds the global model θ\n"
+        "3. aggregate  Δ = Σ (m$_i$/M) Δ$_i$     4. server update  θ ← θ − η Δ", "#dbe9f6")
+    xs = np.linspace(1.7, 8.3, n_parties) if n_parties > 1 else np.array([5.0])
+    width = min(2.6, 8.6 / n_parties - 0.3)
+    for i, x in enumerate(xs, start=1):
+        box(x, 0.95, width, 1.45, f"Party {i}\nlocal data D$_{i}$\n(m$_{i}$ samples,\nstays here)",
+            "#fde7d6")
+        arrow(x - 0.35, 4.7, x - 0.35, 1.7, "#0072B2")
+        arrow(x + 0.35, 1.7, x + 0.35, 4.7, "#D55E00")
+        ax.text(x, 2.25, "2. local work", ha="center", va="center", fontsize=fontsize * 0.85,
+                bbox={"fc": "white", "ec": "none", "pad": 1})
+    ax.text(xs[0] - 0.45, 3.55, "1. broadcast θ", ha="right", va="center", color="#0072B2",
+            fontsize=fontsize * 0.95)
+    ax.text(xs[-1] + 0.45, 3.55, "update Δ$_i$\n+ weight m$_i$", ha="left", va="center",
+            color="#D55E00", fontsize=fontsize * 0.95)
+    return ax
