@@ -9,6 +9,7 @@ import pytest
 from fl_helpers import check
 from fl_helpers.check import CheckResult
 from fl_helpers.check.centralized import GLOSSARY, ROUND_STEPS
+from checks_helpers import assert_fail, raises
 
 # ----------------------------------------------------------------- reference solutions
 
@@ -41,16 +42,6 @@ SOLUTION_GLOSSARY = {
 }
 
 
-def assert_fail(result, *hint_words):
-    assert isinstance(result, CheckResult)
-    assert not result
-    assert str(result).startswith("FAIL")
-    for word in hint_words:
-        assert word in result.hint, (word, result.hint)
-
-
-def raises(*args):
-    raise RuntimeError("student bug")
 
 
 # ----------------------------------------------------------------- notebook 00

@@ -26,6 +26,7 @@ if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("TensorFlow is not installed (pip install -e '.[cpu]')", allow_module_level=True)
 
 from fl_helpers._tf import import_tensorflow  # noqa: E402
+from checks_helpers import assert_fail, assert_pass, raises
 
 tf = import_tensorflow()
 
@@ -63,22 +64,7 @@ def make_solution_traced_once():
     return gd_step
 
 
-def assert_pass(result):
-    assert isinstance(result, CheckResult)
-    assert result, str(result)
-    assert str(result).startswith("PASS")
 
-
-def assert_fail(result, *hint_words):
-    assert isinstance(result, CheckResult)
-    assert not result
-    assert str(result).startswith("FAIL")
-    for word in hint_words:
-        assert word in result.hint, (word, result.hint)
-
-
-def raises(*args):
-    raise RuntimeError("student bug")
 
 
 # ----------------------------------------------------------------- tape_gradient

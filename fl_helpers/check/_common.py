@@ -63,3 +63,39 @@ def run_cases(name: str, student: Callable, cases, reference: Callable, *, hint:
             return CheckResult(name, False, f"case {k}: largest difference {err:.3g} from the expected value",
                                specific or hint)
     return CheckResult(name, True, f"all {len(cases)} cases agree with the reference")
+
+
+def read_only(*arrays, dtype=None) -> list[np.ndarray]:
+    """Copies of ``arrays`` that a student's function cannot modify in place."""
+    out = []
+    for a in arrays:
+        a = np.array(a, dtype=dtype)
+        a.setflags(write=False)
+        out.append(a)
+    return out
+
+
+def safe(diagnose: Callable) -> Callable:
+    """A diagnosis must never turn a student's odd answer into an exception."""
+    def wrapped(args, got, want):
+        try:
+            return diagnose(args, got, want)
+        except Exception:
+            return None
+    return wrapped
+
+
+def regression_cases(seed: int, shapes) -> list[tuple]:
+    """``(theta, X, y)`` cases: one worked by hand, then one per ``(m, d)`` in ``shapes``.
+
+    By hand: x = [1, 2], y = [1, 3], theta = [0, 1] give residuals [0, -1]
+    and the MSE gradient [-1, -2].
+    """
+    rng = np.random.default_rng(seed)
+    cases = [tuple(read_only([0.0, 1.0], [[1.0], [2.0]], [1.0, 3.0], dtype=np.float64))]
+    for m, d in shapes:
+        theta = rng.normal(size=d + 1)
+        X = rng.normal(size=(m, d)) + 0.5
+        y = X @ rng.normal(size=d) + 1.5 + 0.3 * rng.normal(size=m)
+        cases.append(tuple(read_only(theta, X, y, dtype=np.float64)))
+    return cases

@@ -23,26 +23,11 @@ import numpy as np
 
 from ..linear import add_bias
 from ..linear import mse_gradient as _mse_gradient
-from ._common import CheckResult, run_cases
+from ._common import CheckResult, read_only, regression_cases, run_cases, safe
 
 
-def _read_only(*arrays):
-    out = []
-    for a in arrays:
-        a = np.array(a, dtype=np.float64)
-        a.setflags(write=False)
-        out.append(a)
-    return out
 
 
-def _safe(diagnose: Callable) -> Callable:
-    """A diagnosis must never turn a student's odd answer into an exception."""
-    def wrapped(args, got, want):
-        try:
-            return diagnose(args, got, want)
-        except Exception:
-            return None
-    return wrapped
 
 
 def _probe_shape(student: Callable, args):
@@ -55,15 +40,7 @@ def _probe_shape(student: Callable, args):
 # --------------------------------------------------------------------------- local gradient
 
 def _gradient_cases():
-    rng = np.random.default_rng(21)
-    # by hand: x = [1, 2], y = [1, 3], theta = [0, 1] -> residuals [0, -1] -> gradient [-1, -2]
-    cases = [tuple(_read_only([0.0, 1.0], [[1.0], [2.0]], [1.0, 3.0]))]
-    for m, d in ((7, 3), (1, 2), (25, 1), (13, 4)):
-        theta = rng.normal(size=d + 1)
-        X = rng.normal(size=(m, d)) + 0.5
-        y = X @ rng.normal(size=d) + 1.5 + 0.3 * rng.normal(size=m)
-        cases.append(tuple(_read_only(theta, X, y)))
-    return cases
+    return regression_cases(21, ((7, 3), (1, 2), (25, 1), (13, 4)))
 
 
 def local_gradient(fn: Callable) -> CheckResult:
@@ -105,16 +82,16 @@ def local_gradient(fn: Callable) -> CheckResult:
         return CheckResult(name, False, f"expected {d + 1} entries (d + 1), got {d} (d)",
                            "You forgot the intercept: θ has d + 1 entries, θ0 first, and so has its gradient; "
                            "use X̃ = [1, X] (a column of ones in front).")
-    return run_cases(name, fn, cases, _mse_gradient, hint=hint, diagnose=_safe(diagnose))
+    return run_cases(name, fn, cases, _mse_gradient, hint=hint, diagnose=safe(diagnose))
 
 
 # --------------------------------------------------------------------------- weighted aggregate
 
 def _aggregate_cases():
     rng = np.random.default_rng(22)
-    cases = [tuple(_read_only([[1.0, 0.0], [0.0, 1.0]], [1, 3]))]   # by hand: [0.25, 0.75]
+    cases = [tuple(read_only([[1.0, 0.0], [0.0, 1.0]], [1, 3], dtype=np.float64))]   # by hand: [0.25, 0.75]
     for sizes, p in (([5, 59, 22, 6, 12], 3), ([40], 2), ([3, 300, 30], 4), ([10, 10, 80], 1)):
-        cases.append(tuple(_read_only(rng.normal(size=(len(sizes), p)), sizes)))
+        cases.append(tuple(read_only(rng.normal(size=(len(sizes), p)), sizes, dtype=np.float64)))
     return cases
 
 
@@ -146,7 +123,7 @@ def weighted_aggregate(fn: Callable) -> CheckResult:
 
     if not callable(fn):
         return CheckResult(name, False, f"expected a function, got {type(fn).__name__}", hint)
-    return run_cases(name, fn, _aggregate_cases(), _weighted_mean, hint=hint, diagnose=_safe(diagnose))
+    return run_cases(name, fn, _aggregate_cases(), _weighted_mean, hint=hint, diagnose=safe(diagnose))
 
 
 # --------------------------------------------------------------------------- unweighted fixed point
@@ -159,7 +136,7 @@ def _fixed_point_cases():
         for i, m in enumerate(sizes):     # parties differ in x-range and intercept: non-IID
             X = rng.normal(size=(m, d)) + 0.7 * i
             y = X @ np.linspace(1.0, -1.0, d) + 1.5 * i + 0.2 * rng.normal(size=m)
-            data.append(tuple(_read_only(X, y)))
+            data.append(tuple(read_only(X, y, dtype=np.float64)))
         cases.append((data,))
     return cases
 
@@ -209,4 +186,4 @@ def unweighted_fixed_point(fn: Callable) -> CheckResult:
     if _probe_shape(fn, probe) == (d,):
         return CheckResult(name, False, f"expected {d + 1} entries (d + 1), got {d} (d)",
                            "You forgot the intercept: use X̃_i = [1, X_i] (a column of ones in front).")
-    return run_cases(name, fn, cases, _unweighted_fixed_point, hint=hint, diagnose=_safe(diagnose))
+    return run_cases(name, fn, cases, _unweighted_fixed_point, hint=hint, diagnose=safe(diagnose))

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..linear import mse_gradient as _mse_gradient
-from ._common import CheckResult
+from ._common import CheckResult, read_only, regression_cases, safe
 
 TAPE_HINT = ("tape.gradient returned None: it only sees what was computed inside `with tf.GradientTape() "
              "as tape:` from the tf.Variable(s). Build the prediction b + X w from the variables and the "
@@ -37,13 +37,6 @@ class _NoGradient(Exception):
     """The student's answer holds a None: a gradient the tape did not record."""
 
 
-def _read_only(*arrays):
-    out = []
-    for a in arrays:
-        a = np.array(a)
-        a.setflags(write=False)
-        out.append(a)
-    return out
 
 
 def _as_vector(result) -> np.ndarray:
@@ -102,14 +95,6 @@ def _compare(name, student, cases, reference, *, hint, diagnose, convert=_as_vec
     return CheckResult(name, True, f"all {len(cases)} cases agree with the reference")
 
 
-def _safe(diagnose: Callable) -> Callable:
-    """A diagnosis must never turn a student's odd answer into an exception."""
-    def wrapped(args, got, want):
-        try:
-            return diagnose(args, got, want)
-        except Exception:
-            return None
-    return wrapped
 
 
 def _scale_hint(got, want) -> str | None:
@@ -126,15 +111,7 @@ def _scale_hint(got, want) -> str | None:
 # --------------------------------------------------------------------------- tape gradient
 
 def _tape_cases():
-    rng = np.random.default_rng(31)
-    # by hand: x = [1, 2], y = [1, 3], theta = [0, 1] -> residuals [0, -1] -> gradient [-1, -2]
-    cases = [tuple(_read_only([0.0, 1.0], [[1.0], [2.0]], [1.0, 3.0]))]
-    for m, d in ((9, 3), (1, 2), (30, 1), (12, 4)):
-        theta = rng.normal(size=d + 1)
-        X = rng.normal(size=(m, d)) + 0.5
-        y = X @ rng.normal(size=d) + 1.5 + 0.3 * rng.normal(size=m)
-        cases.append(tuple(_read_only(theta, X, y)))
-    return cases
+    return regression_cases(31, ((9, 3), (1, 2), (30, 1), (12, 4)))
 
 
 def tape_gradient(fn: Callable) -> CheckResult:
@@ -174,7 +151,7 @@ def tape_gradient(fn: Callable) -> CheckResult:
             return "You summed the squared errors: the MSE is their mean (tf.reduce_mean)."
         return None
 
-    return _compare(name, fn, _tape_cases(), _mse_gradient, hint=hint, diagnose=_safe(diagnose))
+    return _compare(name, fn, _tape_cases(), _mse_gradient, hint=hint, diagnose=safe(diagnose))
 
 
 # --------------------------------------------------------------------------- segment gradients
@@ -183,7 +160,7 @@ def _segment_cases():
     rng = np.random.default_rng(32)
     # by hand: party 0 holds x = [1, 2], y = [1, 3] with theta_0 = [0, 1] -> [-1, -2];
     # party 1 holds x = [3], y = [0] with theta_1 = [1, 0] -> residual 1 -> [2, 6]
-    cases = [tuple(_read_only([[0.0, 1.0], [1.0, 0.0]], [[1.0], [2.0], [3.0]], [1.0, 3.0, 0.0],
+    cases = [tuple(read_only([[0.0, 1.0], [1.0, 0.0]], [[1.0], [2.0], [3.0]], [1.0, 3.0, 0.0],
                               np.array([0, 0, 1], dtype=np.int32)))]
     for sizes, d, shared in (([5, 17, 2, 9], 2, False), ([6, 6, 6], 3, True), ([1, 40], 1, False),
                              ([11, 3, 7, 1, 8], 4, False)):
@@ -193,7 +170,7 @@ def _segment_cases():
         y = X @ rng.normal(size=d) - 0.7 + 0.2 * rng.normal(size=M)
         Theta = np.tile(rng.normal(size=d + 1), (N, 1)) if shared else rng.normal(size=(N, d + 1))
         seg = np.repeat(np.arange(N), sizes).astype(np.int32)
-        cases.append(tuple(_read_only(Theta, X, y, seg)))
+        cases.append(tuple(read_only(Theta, X, y, seg)))
     return cases
 
 
@@ -252,7 +229,7 @@ def segment_gradients(fn: Callable) -> CheckResult:
             return "The prediction must include each party's intercept Θ[i, 0]."
         return None
 
-    return _compare(name, fn, _segment_cases(), _per_party, hint=hint, diagnose=_safe(diagnose),
+    return _compare(name, fn, _segment_cases(), _per_party, hint=hint, diagnose=safe(diagnose),
                     convert=_as_matrix)
 
 
@@ -266,7 +243,7 @@ def _step_cases():
         theta = rng.normal(size=d + 1)
         X = rng.normal(size=(m, d))
         y = X @ rng.normal(size=d) + 0.5 + 0.1 * rng.normal(size=m)
-        cases.append((*_read_only(theta, X, y), lr))     # lr: a Python float, as a slider gives it
+        cases.append((*read_only(theta, X, y), lr))     # lr: a Python float, as a slider gives it
     return cases
 
 
@@ -297,7 +274,7 @@ def traced_once(fn) -> CheckResult:
     def diagnose(args, got, want):
         return _scale_hint(got - args[0], want - args[0])
 
-    result = _compare(name, fn, _step_cases(), _gd_step, hint=hint, diagnose=_safe(diagnose),
+    result = _compare(name, fn, _step_cases(), _gd_step, hint=hint, diagnose=safe(diagnose),
                       convert=_as_matrix, rtol=1e-5, atol=1e-7)
     if not result:
         if "Can not cast TensorSpec" in result.message or "incompatible" in result.message:
