@@ -1,0 +1,260 @@
+"""The explorer's pure functions (simulate, draw) and its widget, without a browser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.lines import Line2D
+
+from fl_helpers import explorer as ex
+from fl_helpers.reference import least_squares
+
+LO, HI = ex.LIMITS["lr"]
+
+# Every extreme a slider allows, alone.
+EXTREMES = {
+    "N = 1": ex.Settings(n_parties=1),
+    "N = 200": ex.Settings(n_parties=200),
+    "smallest lr": ex.Settings(lr=LO),
+    "largest lr": ex.Settings(lr=HI),
+    "rounds = 1": ex.Settings(rounds=1),
+    "rounds = 500": ex.Settings(rounds=500),
+    "E max": ex.Settings(local_epochs=ex.LIMITS["local_epochs"][1], lr=0.01),
+    "E max, lr 0.1": ex.Settings(local_epochs=ex.LIMITS["local_epochs"][1]),
+    "fraction min": ex.Settings(fraction=ex.LIMITS["fraction"][0]),
+    "fraction min, N = 200": ex.Settings(fraction=ex.LIMITS["fraction"][0], n_parties=200),
+    "skew max": ex.Settings(skew=ex.LIMITS["skew"][1], n_parties=200, weighting="uniform"),
+    "all max (vectorized)": ex.Settings(n_parties=200, rounds=500, local_epochs=50, skew=3.0, lr=0.001),
+}
+
+
+def all_lines(axes):
+    return [a for ax in axes for a in ax.get_children() if isinstance(a, Line2D)]
+
+
+def assert_finite_lines(axes):
+    lines = all_lines(axes)
+    assert lines, "nothing was drawn"
+    for line in lines:
+        x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+        assert np.all(np.isfinite(x)) and np.all(np.isfinite(y)), line.get_label()
+
+
+# ----------------------------------------------------------------------------- simulate
+
+def test_weighted_fedsgd_is_centralized_gd_and_reaches_least_squares():
+    r = ex.simulate(ex.Settings(n_parties=7, skew=1.5, rounds=150))
+    assert r.ok and not r.history.diverged
+    np.testing.assert_allclose(r.history.losses, r.reference.losses, rtol=1e-10)
+    assert r.distance < 1e-6
+    X, y = ex.explorer_data(0)
+    np.testing.assert_allclose(r.theta_star, np.linalg.lstsq(np.c_[np.ones(len(y)), X], y, rcond=None)[0])
+
+
+@pytest.mark.parametrize("name", EXTREMES)
+def test_extremes_simulate_and_draw(name):
+    s = EXTREMES[name]
+    r = ex.simulate(s)
+    assert r.ok, r.error
+    h = r.history
+    assert 0 <= h.rounds <= s.rounds
+    assert np.all(np.isfinite(h.losses)) and np.all(np.isfinite(h.thetas))
+    assert isinstance(r.message, str) and r.message
+    axes = ex.draw(r)
+    assert len(axes) == 2
+    assert_finite_lines(axes)
+
+
+def test_extreme_outcomes():
+    assert ex.simulate(EXTREMES["largest lr"]).history.diverged
+    assert ex.simulate(EXTREMES["E max, lr 0.1"]).distance > 0.5          # client drift
+    r = ex.simulate(EXTREMES["rounds = 1"])
+    assert r.history.rounds == 1 and len(r.history.losses) == 2
+    r = ex.simulate(EXTREMES["N = 1"])            # one party: federated = centralized, exactly
+    np.testing.assert_allclose(r.history.thetas, r.reference.thetas, rtol=1e-12, atol=1e-12)
+    r = ex.simulate(EXTREMES["fraction min, N = 200"])
+    assert {len(sel) for sel in r.history.selected} == {10}        # 5 % of 200
+    r = ex.simulate(EXTREMES["smallest lr"])
+    assert r.history.losses[-1] < r.history.losses[0] and r.distance > 1.0   # crawls
+
+
+def test_selected_per_round_matches_the_server():
+    r = ex.simulate(ex.Settings(n_parties=37, fraction=0.3, rounds=3))
+    assert all(len(s) == ex.selected_per_round(37, 0.3) for s in r.history.selected)
+    assert ex.selected_per_round(1, 0.05) == 1 and ex.selected_per_round(10, 1.0) == 10
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"n_parties": 0}, "n_parties must be between 1 and 200, got 0"),
+    ({"n_parties": 201}, "n_parties must be between 1 and 200"),
+    ({"n_parties": 2.5}, "n_parties must be a whole number"),
+    ({"lr": 0.0}, "lr must be between 0.001 and 3"),
+    ({"lr": float("nan")}, "lr must be between"),
+    ({"lr": 3.5}, "got 3.5"),
+    ({"rounds": 0}, "rounds must be between 1 and 500"),
+    ({"local_epochs": 51}, "local_epochs must be between 1 and 50"),
+    ({"fraction": 0.0}, "fraction must be between 0.05 and 1"),
+    ({"skew": -1.0}, "skew must be between 0 and 3"),
+    ({"weighting": "median"}, "weighting must be one of"),
+    ({"engine": "gpu"}, "engine must be one of"),
+    ({"iid": "yes"}, "iid must be True or False"),
+    ({"n_parties": True}, "n_parties must be between"),
+    ({"engine": "loop", "n_parties": 200, "rounds": 500, "local_epochs": 50}, "too slow for the loop engine"),
+])
+def test_invalid_settings_give_a_message_not_an_exception(changes, words):
+    r = ex.simulate(ex.Settings().replace(**changes))
+    assert not r.ok and r.history is None
+    assert words in r.error and r.message == r.error
+    axes = ex.draw(r)                                   # says it, does not raise
+    texts = [t.get_text() for t in axes[0].texts]
+    assert r.error in texts
+    assert not axes[0].axison and not axes[1].axison
+    assert not all_lines(axes)
+
+
+def test_loop_engine_budget_boundary():
+    ok = ex.Settings(engine="loop", n_parties=200, rounds=100, local_epochs=10)      # 200 000
+    assert ex.validate(ok) is None
+    assert "too slow" in ex.validate(ok.replace(rounds=101))
+    assert ex.validate(ok.replace(rounds=101, engine="vectorized")) is None
+
+
+def test_diverged_run_is_said_and_never_drawn_as_nan():
+    r = ex.simulate(ex.Settings(lr=2.0))
+    h = r.history
+    assert h.diverged and r.ok
+    assert r.message.startswith(f"diverged at round {h.diverged_at}: learning rate too large")
+    axes = ex.draw(r)
+    assert_finite_lines(axes)
+    note = [t for t in axes[0].texts if t.get_visible() and t.get_text()]
+    assert note and f"diverged at round {h.diverged_at}" in note[0].get_text()
+
+
+def test_unweighted_mean_converges_to_its_fixed_point():
+    r = ex.simulate(ex.Settings(skew=2.0, weighting="uniform", rounds=300))
+    parties = ex.explorer_parties(10, 2.0, 0)
+    np.testing.assert_allclose(r.theta_uniform, least_squares(parties, weighting="uniform"))
+    assert np.linalg.norm(r.history.theta - r.theta_uniform) < 1e-6
+    assert r.distance > 0.5
+
+
+def test_iid_split_has_the_same_sizes_and_data_but_mixed_ranges():
+    non, iid = ex.explorer_parties(8, 1.0, 0), ex.explorer_parties(8, 1.0, 0, iid=True)
+    assert [p.n_samples for p in non] == [p.n_samples for p in iid]
+    x_non = np.sort(np.concatenate([p.data[0][:, 0] for p in non]))
+    x_iid = np.sort(np.concatenate([p.data[0][:, 0] for p in iid]))
+    np.testing.assert_array_equal(x_non, x_iid)
+    spread = lambda parties: np.mean([np.ptp(p.data[0]) for p in parties if p.n_samples > 5])  # noqa: E731
+    assert spread(iid) > 3.0 > 1.5 > spread(non)          # x in [-2, 2]: width 4 vs neighbouring ranges
+
+
+def test_simulate_is_deterministic():
+    s = ex.Settings(n_parties=20, fraction=0.3, local_epochs=3, skew=1.0)
+    a, b = ex.simulate(s), ex.simulate(s)
+    np.testing.assert_array_equal(a.history.thetas, b.history.thetas)
+
+
+def test_engines_agree():
+    s = ex.Settings(n_parties=13, fraction=0.5, local_epochs=4, skew=1.0, rounds=30, lr=0.05)
+    a, b = ex.simulate(s), ex.simulate(s.replace(engine="loop"))
+    np.testing.assert_allclose(a.history.thetas, b.history.thetas, rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- draw
+
+def test_draw_updates_the_same_artists_in_place():
+    axes = ex.new_axes()
+    ex.draw(ex.simulate(ex.Settings()), axes)
+    before = set(map(id, all_lines(axes)))
+    r = ex.simulate(ex.Settings(n_parties=30, rounds=40, lr=0.2))
+    assert ex.draw(r, axes) is axes
+    fed = axes[0]._fl_explorer["fed"]
+    assert id(fed) in before
+    np.testing.assert_array_equal(fed.get_ydata(), r.history.losses)
+    assert axes[0].get_title() == "N = 30 parties, η = 0.2, E = 1"
+    assert axes[0].get_xlim() == (0, 40)
+
+
+def test_draw_after_an_error_rebuilds():
+    axes = ex.new_axes()
+    ex.draw(ex.simulate(ex.Settings(n_parties=0)), axes)
+    r = ex.simulate(ex.Settings())
+    ex.draw(r, axes)
+    assert axes[0].axison and axes[0]._fl_explorer is not None
+    assert_finite_lines(axes)
+
+
+def test_render_png():
+    axes = ex.draw(ex.simulate(ex.Settings()))
+    png = ex.render_png(axes[0].figure)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == tuple(int(v) for v in axes[0].figure.bbox.size)
+    small = ex.render_png(axes[0].figure, compress_level=9, palette=True)
+    assert small[:8] == png[:8] and len(small) < len(png)
+
+
+@pytest.mark.parametrize("value, text", [(1.0, "1"), (0.5, "0.5"), (20.0, "20"), (1e6, "10⁶"),
+                                         (2e-4, "2×10⁻⁴"), (5e7, "5×10⁷"), (0.0, "")])
+def test_tick_label(value, text):
+    assert ex.tick_label(value) == text
+
+
+def test_knob_value_rounds_what_the_slider_sends():
+    assert ex.knob_value("lr", 10 ** np.log10(3.0)) <= 3.0
+    assert ex.knob_value("lr", 10 ** 0.4771212547196624) == 3.0
+    assert ex.knob_value("lr", 0.10000000000000002) == 0.1
+    assert ex.knob_value("lr", 10 ** -3.0000000001) == 0.001
+    assert ex.knob_value("fraction", 0.15000000000000002) == 0.15
+    assert ex.knob_value("n_parties", 7) == 7
+
+
+# ----------------------------------------------------------------------------- widget
+
+def test_widget_redraws_from_all_knobs():
+    box = ex.explorer()
+    sliders = {c.description: c for row in box.children[0].children for c in row.children}
+    status, image = box.children[1], box.children[2]
+    first = image.value
+    assert first[:4] == b"\x89PNG" and "after 100 rounds" in status.value
+    sliders["rounds"].value = 30
+    sliders["parties N"].value = 40
+    assert image.value != first
+    assert "after 30 rounds" in status.value           # the earlier knob still counts
+    sliders["learning rate η"].value = 3.0
+    assert "diverged" in status.value
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_render_reuses_unchanged_legends_with_identical_pixels(monkeypatch):
+    from matplotlib.legend import Legend
+
+    calls = []
+    real_draw = Legend.draw
+
+    def counting_draw(self, renderer):
+        if self.get_visible():
+            calls.append(self)
+        return real_draw(self, renderer)
+
+    monkeypatch.setattr(Legend, "draw", counting_draw)
+    axes = ex.new_axes()
+    sequence = [ex.Settings(), ex.Settings(n_parties=40), ex.Settings(lr=1.5),             # same legends
+                ex.Settings(local_epochs=5, rounds=30),                                    # new label
+                ex.Settings(n_parties=0), ex.Settings(skew=2.0, weighting="uniform"),     # error, new entry
+                ex.Settings(skew=2.5, weighting="uniform", n_parties=25)]
+    drawn = []
+    for s in sequence:
+        calls.clear()
+        reused = _pixels(ex.render_png(ex.draw(ex.simulate(s), axes)[0].figure))
+        drawn.append(len(calls))
+        fresh = _pixels(ex.render_png(ex.draw(ex.simulate(s))[0].figure))
+        np.testing.assert_array_equal(reused, fresh)
+    assert drawn == [2, 0, 0, 2, 0, 2, 0]     # legends laid out only when they changed
