@@ -54,7 +54,8 @@ voila: env
 	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/05-live-demo.ipynb
 
 bench: env
-	$(BIN)/python benchmarks/bench_engines.py
+	$(BIN)/python benchmarks/bench_engines.py --threads 1
+	$(BIN)/python benchmarks/bench_widget.py
 
 # Debian's Chromium for the browser test. As root (CI) it is installed when
 # missing; elsewhere the browser test skips with a message saying how.

@@ -274,7 +274,9 @@ def draw(result: Result, axes=None, *, fontsize: float = 11):
     art["start"].set_data([h.thetas[0, 0]], [h.thetas[0, 1]])
     art["star"].set_data([theta_star[0]], [theta_star[1]])
     art["uniform"].set_data([theta_u[0]], [theta_u[1]])
-    art["uniform"].set_visible(not np.allclose(theta_u, theta_star, atol=1e-6))
+    # theta° only where the run heads for it: with the unweighted mean and unequal sizes
+    art["uniform"].set_visible(result.settings.weighting == "uniform"
+                               and not np.allclose(theta_u, theta_star, atol=1e-6))
     art["uniform"].set_label("unweighted fixed point θ°" if art["uniform"].get_visible() else "_hidden")
     ax_path.legend(fontsize=fontsize - 2, loc="lower right", **LEGEND_STYLE)
     ax_path.set_title(f"distance to θ*: {result.distance:.2e}", fontsize=fontsize, y=1.0)
