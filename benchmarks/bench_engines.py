@@ -178,6 +178,25 @@ def peak_memory(build_and_run, kind: str) -> tuple[float, str]:
         return (after - before) / 2**20, "increase of the process's max RSS (resource; a lower bound)"
 
 
+def tf_call_overhead(repeats: int = 300) -> float:
+    """Seconds of one call of a compiled TensorFlow function that does (almost) nothing."""
+    from fl_helpers._tf import import_tensorflow
+    tf = import_tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
+    def add_one(x):
+        return x + 1.0
+
+    x = tf.constant(0.0)
+    add_one(x).numpy()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        add_one(x).numpy()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 def engine_specs(args):
@@ -227,7 +246,12 @@ def main(argv=None) -> None:
           f"FedAvg: E = {EPOCHS} full-batch local epochs.")
     print("- Seconds per round (median; local work + aggregate + server update), and the ratio to "
           "one centralized full-batch gradient pass over the same data in the same framework "
-          f"(FedAvg: to {EPOCHS} passes; median of ratios of rounds and passes timed in turn).\n")
+          f"(FedAvg: to {EPOCHS} passes; median of ratios of rounds and passes timed in turn).")
+    if tf_devices:
+        print(f"- TensorFlow's fixed cost of one compiled call (an empty function, result back on the host): "
+              f"{tf_call_overhead() * 1e3:.3f} ms; it dominates rounds and passes that take well under a "
+              "millisecond (small N).")
+    print()
 
     rows, memory = [], []
     header = ("| N | engine | FedSGD s/round | FedSGD / 1 pass | FedAvg E=5 s/round | FedAvg / 5 passes "
