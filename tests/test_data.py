@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -230,6 +232,24 @@ def test_load_diabetes_equals_scikit_learns_copy():
 
     np.testing.assert_allclose(X, ref.data, rtol=1e-12)
     np.testing.assert_allclose(y, ref.target, rtol=1e-12)
+
+
+# SHA-256 of data/diabetes.csv, recorded when it was checked equal to
+# sklearn.datasets.load_diabetes(scaled=False) (scikit-learn 1.9.1), so CI,
+# which does not install scikit-learn, still notices any change to the file.
+DIABETES_SHA256 = "9e2fc477338dd292c6361948a1e8e49737044c4a04e5be7f35ae8e4d27b75c48"
+
+
+def test_diabetes_file_is_the_verified_copy():
+    digest = hashlib.sha256((fl.data.data_dir() / "diabetes.csv").read_bytes()).hexdigest()
+    assert digest == DIABETES_SHA256
+
+
+def test_diabetes_matches_the_published_summary():
+    # the target as distributed: progression scores 25-346, mean 152.13, sample sd 77.09
+    _, y, _ = fl.load_dataset("diabetes")
+    assert (y.min(), y.max()) == (25.0, 346.0)
+    assert round(y.mean(), 2) == 152.13 and round(y.std(ddof=1), 2) == 77.09
 
 
 def test_unknown_dataset_lists_the_available_ones():
