@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import matplotlib
 
-import fl_helpers as fl
+matplotlib.use("Agg")   # no display in tests; set before anything imports pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import fl_helpers as fl  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every pyplot figure a test opened."""
+    yield
+    plt.close("all")
 
 
 @pytest.fixture

@@ -1,21 +1,11 @@
 """The learning-rate demo: closed-form limits, and the simulate/draw pair without a browser."""
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from fl_helpers import make_regression  # noqa: E402
-from fl_helpers import lr_demo  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+from fl_helpers import make_regression
+from fl_helpers import lr_demo
 
 
 @pytest.fixture

@@ -1,28 +1,19 @@
 """Plotting: pure draw functions (Agg backend, no display)."""
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from fl_helpers import centralized_gd, make_regression  # noqa: E402
-from fl_helpers.linear import mse  # noqa: E402
-from fl_helpers.plotting import (  # noqa: E402
+from fl_helpers import centralized_gd, make_regression
+from fl_helpers.linear import mse
+from fl_helpers.plotting import (
     plot_loss_contours,
     plot_losses,
     plot_round_diagram,
     quadratic_loss2d,
     quadratic_slice,
 )
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 @pytest.fixture
