@@ -8,6 +8,8 @@ GPU    ?= 0
 BIN    := $(VENV)/bin
 TF     := $(if $(filter 1,$(GPU)),gpu,cpu)
 STAMP  := $(VENV)/.installed-$(TF)
+# Jupyter refuses to run as root unless told; containers and CI often are root.
+ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 
 .PHONY: help env lab test unit notebooks voila bench browser-deps clean
@@ -32,7 +34,7 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 lab: env
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(ROOT_OK) notebooks/
 
 test: env browser-deps
 	$(BIN)/python -m pytest
