@@ -220,8 +220,10 @@ def _limits(result: Result, margin: float = 0.35):
 def draw(result: Result, axes=None, *, fontsize: float = 11):
     """Draw ``result`` on two Axes: (a) loss vs rounds, (b) path on the loss contours.
 
-    ``axes`` is a pair of matplotlib Axes (a new figure is made when None).
-    Drawing again on the same pair updates the lines in place (a widget redraw
+    ``axes`` is a pair of matplotlib Axes. When None, a new figure is made
+    outside pyplot (:func:`new_axes`): a notebook shows it as an image only
+    once ``matplotlib.pyplot`` has been imported (which registers the PNG
+    display); otherwise pass ``plt.subplots(1, 2)[1]``. Drawing again on the same pair updates the lines in place (a widget redraw
     then costs a few tens of milliseconds instead of rebuilding every tick).
     An invalid setting or a diverged run is said in words, never drawn as NaN.
     Returns the pair of Axes.
