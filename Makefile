@@ -53,7 +53,7 @@ notebooks: env
 	done
 
 voila: env
-	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/05-live-demo.ipynb
+	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/04-live-demo.ipynb
 
 bench: env
 	$(BIN)/python benchmarks/bench_engines.py --threads 1

@@ -1,7 +1,7 @@
 r"""The instructor's live demo: every knob of a federated run on one screen.
 
-A thin layer over :mod:`fl_helpers.explorer` (notebook ``05-live-demo``, also
-served as a code-free app with ``voila notebooks/05-live-demo.ipynb``):
+A thin layer over :mod:`fl_helpers.explorer` (notebook ``04-live-demo``, also
+served as a code-free app with ``voila notebooks/04-live-demo.ipynb``):
 
 - :func:`simulate` is :func:`fl_helpers.explorer.simulate` plus a check that
   the chosen engine is installed;

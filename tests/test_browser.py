@@ -40,7 +40,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BIN = Path(sys.executable).parent
-DEMO = "05-live-demo.ipynb"
+DEMO = "04-live-demo.ipynb"
 EXPLORER_NB = "02-federated-linear-regression.ipynb"
 
 STABLE_MS = 400          # the picture counts as final when its src did not change for this long
