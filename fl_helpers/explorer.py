@@ -1,4 +1,4 @@
-r"""The federated-run explorer: the instructor's main widget (notebooks 02, 03, 05).
+r"""The federated-run explorer: the instructor's main widget (notebooks 02, 03, 04).
 
 Thin by design: :func:`simulate` is a pure function of :class:`Settings`,
 :func:`draw` a pure function of its :class:`Result`, and :func:`explorer`
