@@ -118,8 +118,8 @@ def _one_sample_cases():
 def recover_sample_from_gradient(fn: Callable) -> CheckResult:
     """Check ``fn(theta, grad) -> (x, y)``: the sample behind a one-sample MSE gradient."""
     name = "recover_sample_from_gradient"
-    hint = ("Start from grad = 2r [1, x] with r = θ0 + x·θ1: − y: grad[0] gives r, dividing grad[1:] by "
-            "grad[0] gives x, and then y = prediction − r.")
+    hint = ("Start from grad = 2r [1, x] with r = theta[0] + x·theta[1:] − y: grad[0] / 2 gives r, "
+            "grad[1:] / grad[0] gives x, and then y = prediction − r.")
 
     def student(theta, grad):
         out = fn(theta.copy(), grad.copy())
@@ -136,7 +136,7 @@ def recover_sample_from_gradient(fn: Callable) -> CheckResult:
         if np.allclose(got[:d], want[:d]) and np.isclose(got[d], want[d] + grad[0]):
             return "x is right; for y mind the sign: r = prediction − y, so y = prediction − r."
         if np.allclose(got[:d], want[:d]):
-            return "x is right; y = θ0 + θ1:·x − r with r = grad[0]/2."
+            return "x is right; y = theta[0] + x·theta[1:] − r with r = grad[0]/2."
         return None
 
     if not callable(fn):
