@@ -143,3 +143,32 @@ def draw(run: LearningRateRun, axes=None, *, fontsize: float | None = None):
     if h.diverged:
         ax_loss.title.set_color("#D55E00")
     return axes
+
+
+def widget(X, y, *, lr: float = 0.1, rounds: int = 150, lr_range=(1e-3, 1.0), max_rounds: int = 400):
+    """Sliders for the learning rate (log scale) and the rounds, redrawn on release.
+
+    The picture is :func:`draw` of :func:`simulate`, rendered to PNG into an
+    ``ipywidgets.Image`` (no ``Output`` widget capturing the figure). Returns
+    an ``ipywidgets.VBox``; its ``children[1]`` is the image.
+    """
+    import ipywidgets as w
+    from matplotlib.figure import Figure
+
+    from .explorer import render_png
+
+    lr_slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
+                                 step=0.01, readout_format=".4f", description="η", continuous_update=False)
+    rounds_slider = w.IntSlider(value=rounds, min=1, max=max_rounds, description="rounds",
+                                continuous_update=False)
+    image = w.Image(format="png")
+
+    def redraw(_=None):
+        fig = Figure(figsize=(11, 4.3), layout="constrained")
+        draw(simulate(X, y, lr=lr_slider.value, rounds=rounds_slider.value), fig.subplots(1, 2))
+        image.value = render_png(fig)
+
+    for slider in (lr_slider, rounds_slider):
+        slider.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([lr_slider, rounds_slider]), image])

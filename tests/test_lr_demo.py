@@ -93,3 +93,17 @@ def test_simulate_rejects_bad_arguments(data):
         lr_demo.simulate(X, y, lr=0.1, rounds=-1)
     with pytest.raises(ValueError, match="dims"):
         lr_demo.simulate(X, y, lr=0.1, rounds=5, dims=(1, 1))
+
+
+def test_widget_redraws_when_a_slider_moves(data):
+    X, y = data
+    box = lr_demo.widget(X, y, lr=0.1, rounds=30)
+    lr_slider, rounds_slider = box.children[0].children
+    image = box.children[1]
+    first = bytes(image.value)
+    assert first.startswith(b"\x89PNG")
+    lr_slider.value = 0.02
+    second = bytes(image.value)
+    assert second.startswith(b"\x89PNG") and second != first
+    rounds_slider.value = 5
+    assert bytes(image.value) != second
