@@ -16,18 +16,17 @@ party sizes differ, and many local epochs drift (FedAvg's client drift).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
-from . import _validate as check
 from .aggregation import WEIGHTINGS
 from .data import quantity_sizes
 from .engines import ENGINES, make_engine
 from .parties import Party
 from .reference import centralized_gd, least_squares
-from .server import train
+from .server import n_selected, train
 
 #: Slider ranges (inclusive) shown to students; :func:`simulate` enforces them.
 LIMITS = {
@@ -132,7 +131,7 @@ MAX_LOOP_WORK = 200_000
 
 def selected_per_round(n_parties: int, fraction: float) -> int:
     """Parties taking part in each round, as :func:`fl_helpers.server.sample_parties` draws them."""
-    return n_parties if fraction == 1.0 else max(1, int(round(fraction * n_parties)))
+    return n_selected(n_parties, fraction)
 
 
 def validate(settings: Settings) -> str | None:
@@ -204,10 +203,6 @@ def _centralized(lr: float, rounds: int, seed: int):
     """Centralized GD on the explorer's data; cached, since most slider moves keep (lr, rounds)."""
     X, y = explorer_data(seed)
     return centralized_gd(X, y, lr=lr, rounds=rounds)
-
-
-def settings_dict(settings: Settings) -> dict:
-    return asdict(settings)
 
 
 def _limits(result: Result, margin: float = 0.35):

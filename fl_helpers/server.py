@@ -38,6 +38,11 @@ def server_update(theta: np.ndarray, delta: np.ndarray, *, lr: float) -> np.ndar
     return theta - lr * delta
 
 
+def n_selected(n_parties: int, fraction: float) -> int:
+    """How many parties take part in a round: ``max(1, round(fraction * n_parties))``."""
+    return n_parties if fraction == 1.0 else max(1, int(round(fraction * n_parties)))
+
+
 def sample_parties(n_parties: int, fraction: float, rng: np.random.Generator | None) -> np.ndarray:
     """Indices of the parties taking part in a round, sorted.
 
@@ -50,8 +55,7 @@ def sample_parties(n_parties: int, fraction: float, rng: np.random.Generator | N
         return np.arange(n_parties)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator when fraction < 1, got {type(rng).__name__}")
-    k = max(1, int(round(fraction * n_parties)))
-    return np.sort(rng.choice(n_parties, size=k, replace=False))
+    return np.sort(rng.choice(n_parties, size=n_selected(n_parties, fraction), replace=False))
 
 
 def check_parties(parties) -> list[Party]:

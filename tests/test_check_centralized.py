@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from fl_helpers import check
-from fl_helpers.check import CheckResult
 from fl_helpers.check.centralized import GLOSSARY, ROUND_STEPS
 from checks_helpers import assert_fail, raises
 

@@ -8,7 +8,6 @@ import pytest
 
 import fl_helpers as fl
 from fl_helpers import check
-from fl_helpers.check import CheckResult
 from checks_helpers import assert_fail, assert_pass, raises
 
 # ----------------------------------------------------------------- reference solutions

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from fl_helpers import check
-from fl_helpers.check import CheckResult
 
 
 def test_importing_the_checkers_does_not_import_tensorflow():

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..explorer import explorer_data
-from ..linear import add_bias, hessian
+from ..linear import hessian
 from ..parties import Party
 from ..server import train
 from ._common import CheckResult, run_cases
