@@ -180,7 +180,7 @@ def peak_memory(build_and_run, kind: str) -> tuple[float, str]:
 
 def tf_call_overhead(repeats: int = 300) -> float:
     """Seconds of one call of a compiled TensorFlow function that does (almost) nothing."""
-    from fl_helpers._tf import import_tensorflow
+    from fl_helpers.tf_env import import_tensorflow
     tf = import_tensorflow()
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.float32)])
@@ -233,7 +233,7 @@ def main(argv=None) -> None:
 
     tf_devices = []
     if not args.no_tf:
-        from fl_helpers._tf import import_tensorflow
+        from fl_helpers.tf_env import import_tensorflow
         from fl_helpers.engines.tf_engine import available_device
         if args.threads:
             tf = import_tensorflow()

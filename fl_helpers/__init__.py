@@ -1,31 +1,42 @@
 """fl_helpers: the library of the federated learning course.
 
 The numpy core (this package) never imports TensorFlow; ``engine="tensorflow"``
-loads it on first use.
+and ``models.keras`` load it on first use (:mod:`fl_helpers.tf_env`).
 
-Modules
--------
+The round and its seams
+-----------------------
+server       the four blocks (broadcast, local work, aggregate, server update), train, fedsgd, fedavg
+models       linear, logistic, softmax (GLMs in numpy) and keras(...): what parties train
+engines      loop, vectorized (numpy), tensorflow (lazy): how the local work is computed
+aggregation  aggregation_weights, aggregate, weighted_sum, Aggregate (composable)
+optim        server optimizers: sgd (FedAvgM), adam, yogi, adagrad (Reddi et al. 2021)
+randomness   the randomness contract: streams keyed by (seed, round[, party])
+wire         bytes of what is sent, measured
+
+Around it
+---------
 data         make_regression, split, load_dataset
 parties      Party, ClientUpdate
-linear       the linear model, its MSE and gradient
-aggregation  aggregation_weights, aggregate
-server       the round's blocks, fedsgd, fedavg, train
+linear       the linear model's functions under the notebooks' names
 reference    least_squares, centralized_gd
 history      History
-engines      loop, vectorized (numpy), tensorflow (lazy)
+validation   argument checks shared by the public functions
+tf_env       quiet, lazy TensorFlow / Keras imports
 """
 
-from .aggregation import aggregate, aggregation_weights
+from . import models, optim, randomness, wire
+from .aggregation import Aggregate, aggregate, aggregation_weights, weighted_sum
 from .data import available_datasets, load_dataset, make_regression, split
 from .history import History
 from .parties import ClientUpdate, Party
 from .reference import centralized_gd, least_squares
-from .server import broadcast, fedavg, fedsgd, sample_parties, server_update, train
+from .server import RoundInfo, broadcast, fedavg, fedsgd, sample_parties, server_update, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "ClientUpdate", "History", "Party", "aggregate", "aggregation_weights", "available_datasets",
-    "broadcast", "centralized_gd", "fedavg", "fedsgd", "least_squares", "load_dataset",
-    "make_regression", "sample_parties", "server_update", "split", "train",
+    "Aggregate", "ClientUpdate", "History", "Party", "RoundInfo", "aggregate", "aggregation_weights",
+    "available_datasets", "broadcast", "centralized_gd", "fedavg", "fedsgd", "least_squares",
+    "load_dataset", "make_regression", "models", "optim", "randomness", "sample_parties", "server_update",
+    "split", "train", "weighted_sum", "wire",
 ]

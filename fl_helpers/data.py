@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _validate as check
+from . import validation as valid
 from .parties import Party
 
 SCHEMES = ("iid", "quantity", "covariate")
@@ -34,10 +34,10 @@ def make_regression(n_samples: int, n_features: int, *, noise: float, seed: int 
     y : ndarray, shape (n_samples,)
     theta_true : ndarray, shape (n_features + 1,)
     """
-    n_samples = check.integer("n_samples", n_samples, minimum=1)
-    n_features = check.integer("n_features", n_features, minimum=1)
-    noise = check.positive_float("noise", noise, allow_zero=True)
-    rng = np.random.default_rng(check.seed(seed))
+    n_samples = valid.integer("n_samples", n_samples, minimum=1)
+    n_features = valid.integer("n_features", n_features, minimum=1)
+    noise = valid.positive_float("noise", noise, allow_zero=True)
+    rng = np.random.default_rng(valid.seed(seed))
     theta_true = rng.uniform(-2.0, 2.0, size=n_features + 1)
     X = rng.standard_normal((n_samples, n_features))
     y = theta_true[0] + X @ theta_true[1:] + noise * rng.standard_normal(n_samples)
@@ -71,17 +71,17 @@ def split(X, y, n_parties: int, *, scheme: str = "iid", skew: float | None = Non
     seed : int, optional
         Seed of the random assignment; the same seed gives the same parties.
     """
-    X = check.features(X)
-    y = check.targets(y, X.shape[0])
+    X = valid.features(X)
+    y = valid.targets(y, X.shape[0])
     m = X.shape[0]
-    n_parties = check.integer("n_parties", n_parties, minimum=1)
+    n_parties = valid.integer("n_parties", n_parties, minimum=1)
     if n_parties > m:
         raise ValueError(
             f"n_parties must be at most the number of samples ({m}) so that every party "
             f"gets at least one sample, got {n_parties}")
-    scheme = check.choice("scheme", scheme, SCHEMES)
-    skew = DEFAULT_SKEW[scheme] if skew is None else check.positive_float("skew", skew, allow_zero=True)
-    rng = np.random.default_rng(check.seed(seed))
+    scheme = valid.choice("scheme", scheme, SCHEMES)
+    skew = DEFAULT_SKEW[scheme] if skew is None else valid.positive_float("skew", skew, allow_zero=True)
+    rng = np.random.default_rng(valid.seed(seed))
 
     if scheme == "iid":
         parts = np.array_split(rng.permutation(m), n_parties)

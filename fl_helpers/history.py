@@ -33,6 +33,9 @@ class History:
         run was asked to keep them (``keep_updates=True``).
     engine, device : str
         Which engine ran the local work, and where.
+    metrics : dict of str to ndarray, shape (R,)
+        Named per-round series added by ``train``'s ``metrics`` functions and
+        by hooks (clipping, privacy accounting, compression ...).
     """
 
     thetas: np.ndarray
@@ -47,6 +50,7 @@ class History:
     weights: list | None = None
     engine: str = ""
     device: str = ""
+    metrics: dict = field(default_factory=dict)
 
     @property
     def rounds(self) -> int:
@@ -76,17 +80,20 @@ class History:
 
 
 class Recorder:
-    """Collects a run round by round and applies the divergence rule."""
+    """Collects a run round by round and applies the divergence rule.
+
+    ``record(0, theta0, losses)`` starts the run; ``record(t, theta_t, losses,
+    **round_t)`` appends round ``t`` unless its loss is non-finite or blew up.
+    """
 
     BLOW_UP = 1e6
 
-    def __init__(self, theta, party_losses, sizes):
+    def __init__(self, sizes):
         self.sizes = np.asarray(sizes, dtype=np.float64)
-        self.thetas = [np.array(theta, dtype=np.float64)]
-        self.party_losses = [np.asarray(party_losses, dtype=np.float64)]
-        self.losses = [self._global(self.party_losses[0])]
+        self.thetas, self.party_losses, self.losses = [], [], []
         self.bytes_up, self.bytes_down, self.selected = [], [], []
         self.updates, self.weights = [], []
+        self.metrics: dict[str, list] = {}
         self.diverged_at = None
         self.diverged_reason = None
 
@@ -94,20 +101,23 @@ class Recorder:
         return float(self.sizes @ party_losses / self.sizes.sum())
 
     def record(self, round_, theta, party_losses, *, bytes_up=0, bytes_down=0, selected=None,
-               updates=None, weights=None) -> bool:
+               updates=None, weights=None, metrics=None) -> bool:
         """Append one round; return False (and record nothing) if the run diverged."""
         party_losses = np.asarray(party_losses, dtype=np.float64)
         loss = self._global(party_losses)
-        if not (np.isfinite(loss) and np.all(np.isfinite(theta))):
-            self.diverged_at, self.diverged_reason = round_, "the loss is no longer a finite number"
-            return False
-        if self.losses[0] > 0 and loss > self.BLOW_UP * self.losses[0]:
-            self.diverged_at = round_
-            self.diverged_reason = f"the loss grew past {self.BLOW_UP:g} x its initial value"
-            return False
+        if round_ > 0:
+            if not (np.isfinite(loss) and np.all(np.isfinite(theta))):
+                self.diverged_at, self.diverged_reason = round_, "the loss is no longer a finite number"
+                return False
+            if self.losses[0] > 0 and loss > self.BLOW_UP * self.losses[0]:
+                self.diverged_at = round_
+                self.diverged_reason = f"the loss grew past {self.BLOW_UP:g} x its initial value"
+                return False
         self.thetas.append(np.array(theta, dtype=np.float64))
         self.party_losses.append(party_losses)
         self.losses.append(loss)
+        if round_ == 0:
+            return True
         self.bytes_up.append(bytes_up)
         self.bytes_down.append(bytes_down)
         if selected is not None:
@@ -115,6 +125,8 @@ class Recorder:
         if updates is not None:
             self.updates.append(np.asarray(updates))
             self.weights.append(np.asarray(weights))
+        for name, value in (metrics or {}).items():
+            self.metrics.setdefault(name, []).append(value)
         return True
 
     def history(self, *, engine: str, device: str, keep_updates: bool = False) -> History:
@@ -131,4 +143,5 @@ class Recorder:
             weights=self.weights if keep_updates else None,
             engine=engine,
             device=device,
+            metrics={name: np.array(values) for name, values in self.metrics.items()},
         )

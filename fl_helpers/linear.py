@@ -12,13 +12,16 @@ Loss: the mean squared error over the ``m`` samples (Keras' ``MeanSquaredError``
     L(\theta) = \frac1m \lVert \tilde X\theta - y \rVert^2, \qquad
     \nabla L(\theta) = \frac2m \tilde X^\top (\tilde X\theta - y)
 
+The model itself is :data:`fl_helpers.models.linear` (one formula for every
+engine); this module gives its functions the names the notebooks derive.
 These functions do no argument checking: they are the inner loop of every engine.
-The public functions (``Party``, ``fedsgd``, ...) check their inputs once.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .models import linear as _model
 
 
 def add_bias(X: np.ndarray) -> np.ndarray:
@@ -28,22 +31,17 @@ def add_bias(X: np.ndarray) -> np.ndarray:
 
 def predict(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Model output :math:`\\theta_0 + X\\theta_{1:d}`, shape (m,)."""
-    return theta[0] + X @ theta[1:]
+    return _model.predict(theta, X)
 
 
 def mse(theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
     """Mean squared error :math:`\\frac1m\\sum_j (\\hat y_j - y_j)^2`."""
-    r = predict(theta, X) - y
-    return float(r @ r) / len(y)
+    return _model.loss(theta, X, y)
 
 
 def mse_gradient(theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Gradient :math:`\\frac2m\\tilde X^\\top(\\tilde X\\theta - y)`, shape (d + 1,)."""
-    r = predict(theta, X) - y
-    g = np.empty_like(theta)
-    g[0] = 2.0 * r.sum() / len(y)
-    g[1:] = 2.0 * (X.T @ r) / len(y)
-    return g
+    return _model.gradient(theta, X, y)
 
 
 def hessian(X: np.ndarray) -> np.ndarray:

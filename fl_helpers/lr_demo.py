@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate as check
+from . import validation as valid
 from .history import History
 from .linear import hessian, mse
 from .plotting import _dims, plot_loss_contours, plot_losses, quadratic_slice
@@ -59,7 +59,7 @@ class LearningRateLimits:
 
 def learning_rate_limits(X) -> LearningRateLimits:
     r"""Eigenvalues of the MSE Hessian and the learning rates they fix (see the module docstring)."""
-    X = check.features(X)
+    X = valid.features(X)
     lam = np.linalg.eigvalsh(hessian(X))
     lo, hi = float(max(lam[0], 0.0)), float(lam[-1])
     kappa = hi / lo if lo > 0 else float("inf")
@@ -70,8 +70,8 @@ def learning_rate_limits(X) -> LearningRateLimits:
 
 def contraction_factor(X, *, lr) -> float:
     r""":math:`\rho(\eta) = \max_k |1 - \eta\lambda_k|`: the error's shrink factor per step (< 1 iff stable)."""
-    X = check.features(X)
-    lr = check.positive_float("lr", lr)
+    X = valid.features(X)
+    lr = valid.positive_float("lr", lr)
     lam = np.linalg.eigvalsh(hessian(X))
     return float(np.max(np.abs(1.0 - lr * lam)))
 
@@ -106,8 +106,8 @@ def simulate(X, y, *, lr, rounds, theta0=None, dims=(0, 1)) -> LearningRateRun:
     plane (with one feature the plane is the whole parameter space; with more,
     it is the slice through :math:`\\theta^\\star` and the path is projected on it).
     """
-    X = check.features(X)
-    y = check.targets(y, X.shape[0])
+    X = valid.features(X)
+    y = valid.targets(y, X.shape[0])
     history = centralized_gd(X, y, lr=lr, rounds=rounds, theta0=theta0)
     theta_star = np.linalg.lstsq(np.hstack([np.ones((len(y), 1)), X]), y, rcond=None)[0]
     dims = _dims(dims)

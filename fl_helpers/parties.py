@@ -19,25 +19,27 @@ Networks from Decentralized Data").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate as check
-from .linear import mse, mse_gradient
+from . import randomness
+from . import validation as valid
+from .models import check_model, linear
 
 
 @dataclass(frozen=True)
 class ClientUpdate:
-    """What one party sends back after its local work.
+    """What one party computes in a round.
 
     Attributes
     ----------
-    update : ndarray, shape (d + 1,)
-        Pseudo-gradient :math:`\\Delta_i = (\\theta - \\theta_i) / \\eta`.
+    update : ndarray, shape (p,)
+        Pseudo-gradient :math:`\\Delta_i = (\\theta - \\theta_i) / \\eta`: what the party sends.
     weight : float
         The party's aggregation weight before normalisation: its sample count.
-    theta : ndarray, shape (d + 1,)
+    theta : ndarray, shape (p,)
         The local model :math:`\\theta_i` after local training (stays on the party
         in a real deployment; kept here for teaching).
     """
@@ -48,25 +50,31 @@ class ClientUpdate:
 
 
 class Party:
-    """One participant holding local data ``(X, y)``.
+    """One participant holding local data ``(X, y)`` and the federation's model.
 
     Parameters
     ----------
     X : array, shape (m, d)
-        Local features, no bias column (the intercept is ``theta[0]``).
+        Local features, no bias column (the intercepts come first in ``theta``).
     y : array, shape (m,)
-        Local targets.
+        Local targets: real values (``models.linear``) or class labels
+        (``models.logistic``: 0/1, ``models.softmax``: 0 .. K - 1).
+    model : a model from :mod:`fl_helpers.models`
+        ``models.linear`` by default.
     name : str, optional
         Label used in plots and tables.
     """
 
-    def __init__(self, X, y, *, name: str | None = None):
+    def __init__(self, X, y, *, model=linear, name: str | None = None):
         X = np.asarray(X, dtype=np.float64) if not isinstance(X, np.ndarray) else X
         if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] == 0:
             raise ValueError(f"a Party needs at least one sample, got an empty X of shape {X.shape}")
+        self.model = check_model(model)
         # private copies: the read-only flags below must not freeze the caller's arrays
-        self._X = check.features(X).copy()
-        self._y = check.targets(y, self._X.shape[0]).copy()
+        self._X = valid.features(X).copy()
+        self._y = valid.targets(y, self._X.shape[0]).copy()
+        if hasattr(self.model, "check_labels"):
+            self.model.check_labels(self._y)
         self._X.setflags(write=False)
         self._y.setflags(write=False)
         if name is not None and not isinstance(name, str):
@@ -75,7 +83,8 @@ class Party:
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
-        return f"Party({label}n_samples={self.n_samples}, n_features={self.n_features})"
+        model = "" if self.model is linear else f", model={self.model!r}"
+        return f"Party({label}n_samples={self.n_samples}, n_features={self.n_features}{model})"
 
     @property
     def n_samples(self) -> int:
@@ -84,7 +93,7 @@ class Party:
 
     @property
     def n_features(self) -> int:
-        """Number of features :math:`d` (the model has d + 1 parameters)."""
+        """Number of features :math:`d`."""
         return self._X.shape[1]
 
     @property
@@ -97,25 +106,30 @@ class Party:
         return self._X, self._y
 
     def _theta(self, theta, name="theta") -> np.ndarray:
-        return check.theta(theta, self.n_features + 1, name=name)
+        theta = valid.as_vector(theta, name=name)
+        valid.param_count(theta, self.model, self.n_features, name=name)
+        return theta
 
     def loss(self, theta) -> float:
-        """Local mean squared error :math:`L_i(\\theta) = \\frac1{m_i}\\lVert\\tilde X_i\\theta - y_i\\rVert^2`."""
-        return mse(self._theta(theta), self._X, self._y)
+        """Local loss :math:`L_i(\\theta)` (for ``models.linear``: :math:`\\frac1{m_i}\\lVert\\tilde X_i\\theta - y_i\\rVert^2`)."""
+        return self.model.loss(self._theta(theta), self._X, self._y)
 
     def gradient(self, theta) -> np.ndarray:
-        """Local gradient :math:`\\Delta_i = \\frac2{m_i}\\tilde X_i^\\top(\\tilde X_i\\theta - y_i)`."""
-        return mse_gradient(self._theta(theta), self._X, self._y)
+        """Local gradient :math:`\\nabla L_i(\\theta)` (linear: :math:`\\frac2{m_i}\\tilde X_i^\\top(\\tilde X_i\\theta - y_i)`)."""
+        return self.model.gradient(self._theta(theta), self._X, self._y)
 
-    def local_update(self, theta, *, lr, epochs, batch_size=None, rng=None) -> ClientUpdate:
+    def local_update(self, theta, *, lr, epochs=1, batch_size=None, seed=None, round=1,
+                     index=0) -> ClientUpdate:
         """Train locally from the broadcast ``theta`` and return the update.
 
         Runs ``epochs`` passes of gradient descent over the local data. With
         ``batch_size=None`` each epoch is one full-batch step; otherwise each
-        epoch shuffles the data (a permutation from ``rng``: ``argsort`` of
-        ``rng.random(m)``) and takes ``ceil(m / batch_size)`` minibatch steps,
-        the last batch possibly smaller. Without ``rng`` minibatches follow the
-        data order.
+        epoch visits the rows in a random order and takes ``ceil(m / batch_size)``
+        minibatch steps, the last batch possibly smaller. The order is this
+        party's local stream of the randomness contract
+        (:mod:`fl_helpers.randomness`), keyed by ``(seed, round, index)``: so a
+        party computes, alone, exactly its row of a federated run with that
+        ``seed``. Without a ``seed`` minibatches follow the data order.
 
         Returns
         -------
@@ -124,29 +138,73 @@ class Party:
             ``weight`` = n_samples, ``theta`` = the local model theta_i.
         """
         theta = self._theta(theta)
-        lr = check.positive_float("lr", lr)
-        epochs = check.integer("epochs", epochs, minimum=1)
-        batch_size = check.optional_batch_size(batch_size)
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
-        return _local_sgd(self._X, self._y, theta, lr=lr, epochs=epochs, batch_size=batch_size, rng=rng)
+        lr = valid.positive_float("lr", lr)
+        epochs = valid.integer("epochs", epochs, minimum=1)
+        batch_size = valid.optional_batch_size(batch_size)
+        round_ = valid.integer("round", round, minimum=1)
+        index = valid.integer("index", index, minimum=0)
+        keys = None
+        if batch_size is not None and seed is not None:
+            keys = randomness.shuffle_keys(valid.seed(seed), round_, [index], [self.n_samples], epochs)
+        total, local, _ = local_sgd(self.model, self._X, self._y, theta, lr=lr, epochs=epochs,
+                                    batch_size=batch_size, keys=keys)
+        return ClientUpdate(update=total, weight=float(self.n_samples), theta=local)
 
 
-def _local_sgd(X, y, theta, *, lr, epochs, batch_size, rng) -> ClientUpdate:
-    """Unchecked local training shared by Party.local_update and the loop engine."""
+def local_sgd(model, X, y, theta, *, lr, epochs, batch_size, keys):
+    """Local gradient descent of one party (unchecked): the loop engine and ``Party.local_update``.
+
+    Returns the summed step gradients (the pseudo-gradient), the local model and the loss at
+    ``theta`` when the first step saw every row (full batch), else None.
+    ``keys`` (epochs * m,) order the rows of each epoch (None: data order).
+    """
     m = len(y)
     local = theta.copy()
     total = np.zeros_like(theta)
-    for _ in range(epochs):
-        if batch_size is None:  # one full-batch step per epoch
-            g = mse_gradient(local, X, y)
+    loss = None
+    for epoch in range(epochs):
+        if batch_size is None:                      # one full-batch step per epoch
+            g = model.gradient(local, X, y)
+            if epoch == 0:
+                loss = model.loss(local, X, y)
             local -= lr * g
             total += g
             continue
-        order = np.arange(m) if rng is None else np.argsort(rng.random(m), kind="stable")
+        order = np.arange(m) if keys is None else np.argsort(keys[epoch * m:(epoch + 1) * m], kind="stable")
         for start in range(0, m, batch_size):
             idx = order[start:start + batch_size]
-            g = mse_gradient(local, X[idx], y[idx])
+            g = model.gradient(local, X[idx], y[idx])
             local -= lr * g
             total += g
-    return ClientUpdate(update=total, weight=float(m), theta=local)
+    return total, local, loss
+
+
+def check_parties(parties) -> list[Party]:
+    """Validate a non-empty sequence of parties with the same number of features and the same model."""
+    if isinstance(parties, Party) or not isinstance(parties, Sequence) or isinstance(parties, str):
+        raise TypeError(f"parties must be a list of Party objects, got {type(parties).__name__}")
+    if len(parties) < 1:
+        raise ValueError("parties must hold at least one Party, got an empty list")
+    for i, p in enumerate(parties):
+        if not isinstance(p, Party):
+            raise TypeError(f"parties[{i}] must be a Party, got {type(p).__name__}")
+    d = {p.n_features for p in parties}
+    if len(d) != 1:
+        raise ValueError(f"all parties must have the same number of features, got {sorted(d)}")
+    models = {id(p.model): p.model for p in parties}
+    if len(models) != 1:
+        raise ValueError(f"all parties must train the same model object, got {list(models.values())}")
+    return list(parties)
+
+
+def initial_theta(theta0, parties) -> np.ndarray:
+    """``theta0`` checked against the parties' model, or the model's ``init`` (zeros for the GLMs)."""
+    model, d = parties[0].model, parties[0].n_features
+    if theta0 is None:
+        n_classes = None
+        if getattr(model, "link", None) == "softmax" and model.n_classes is None:
+            n_classes = int(max(p.data[1].max() for p in parties)) + 1   # labels 0..K-1 seen anywhere
+        return model.init(d, n_classes=n_classes)
+    theta = valid.as_vector(theta0, name="theta0")
+    valid.param_count(theta, model, d, name="theta0")
+    return theta

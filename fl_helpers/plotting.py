@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from . import _validate as check
+from . import validation as valid
 from .history import History
 from .linear import add_bias
 
@@ -45,7 +45,7 @@ def _new_axes(figsize=(6.4, 4.2)):
 def _check_fontsize(fontsize) -> float | None:
     if fontsize is None:
         return None
-    return check.positive_float("fontsize", fontsize)
+    return valid.positive_float("fontsize", fontsize)
 
 
 def _apply_fontsize(ax, fontsize: float | None) -> None:
@@ -264,9 +264,9 @@ def quadratic_slice(X, y, theta_ref, dims=(0, 1)) -> Callable:
         Vectorized: ``loss2d(T0, T1)`` has the broadcast shape of ``T0, T1`` and
         equals ``mse(theta, X, y)`` with ``theta[dims] = (t0, t1)``.
     """
-    X = check.features(X)
-    y = check.targets(y, X.shape[0])
-    ref = check.theta(theta_ref, X.shape[1] + 1, name="theta_ref")
+    X = valid.features(X)
+    y = valid.targets(y, X.shape[0])
+    ref = valid.theta(theta_ref, X.shape[1] + 1, name="theta_ref")
     j, k = _dims(dims)
     if max(j, k) > X.shape[1]:
         raise ValueError(f"dims must index theta, i.e. lie in [0, {X.shape[1]}], got {(j, k)}")
@@ -385,7 +385,7 @@ def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mappin
     paths = _mapping("paths", paths)
     marks = _mapping("marks", marks)
     fontsize = _check_fontsize(fontsize)
-    resolution = check.integer("resolution", resolution, minimum=5, maximum=1000)
+    resolution = valid.integer("resolution", resolution, minimum=5, maximum=1000)
     opt = None if optimum is None else _point("optimum", optimum, dims)
     mark_pts = {label: _point(f"marks[{label!r}]", p, dims) for label, p in marks.items()}
     path_pts = {label: _path(f"paths[{label!r}]", p, dims) for label, p in paths.items()}
@@ -410,7 +410,7 @@ def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mappin
         raise ValueError("the loss grid contains NaN/inf values")
 
     if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
-        n = check.integer("levels", int(levels), minimum=2)
+        n = valid.integer("levels", int(levels), minimum=2)
         lo, hi = float(Z.min()), float(Z.max())
         spread = max(hi - lo, 1e-12)
         levels = lo + np.geomspace(2e-3 * spread, spread, n)
@@ -457,7 +457,7 @@ def plot_round_diagram(ax=None, *, n_parties: int = 3, fontsize: float | None = 
     """
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    n_parties = check.integer("n_parties", n_parties, minimum=1, maximum=5)
+    n_parties = valid.integer("n_parties", n_parties, minimum=1, maximum=5)
     fontsize = _check_fontsize(fontsize) or 10.0
     ax = _new_axes(figsize=(9.5, 5.2)) if ax is None else ax
     ax.set_xlim(0, 10)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _validate as check
+from . import validation as valid
 from .aggregation import WEIGHTINGS
 from .history import History, Recorder
-from .linear import add_bias, mse, mse_gradient
-from .server import check_parties, initial_theta
+from .linear import add_bias
+from .models import check_model, linear
+from .parties import Party, check_parties, initial_theta
 
 
 def least_squares(parties, *, weighting: str = "samples") -> np.ndarray:
@@ -34,7 +35,10 @@ def least_squares(parties, *, weighting: str = "samples") -> np.ndarray:
     Solved with ``numpy.linalg.lstsq`` on square-root-weighted rows.
     """
     parties = check_parties(parties)
-    weighting = check.choice("weighting", weighting, WEIGHTINGS)
+    weighting = valid.choice("weighting", weighting, WEIGHTINGS)
+    if parties[0].model.__class__.__name__ != "GLM" or parties[0].model.link != "identity":
+        raise ValueError(f"least_squares solves linear regression only, got parties with model "
+                         f"{parties[0].model!r}")
     rows, targets = [], []
     for p in parties:
         X, y = p.data
@@ -44,21 +48,39 @@ def least_squares(parties, *, weighting: str = "samples") -> np.ndarray:
     return np.linalg.lstsq(np.vstack(rows), np.concatenate(targets), rcond=None)[0]
 
 
-def centralized_gd(X, y, *, lr, rounds, theta0=None) -> History:
+def centralized_gd(X, y, *, lr, rounds, theta0=None, model=linear) -> History:
     r"""Full-batch gradient descent on all data: :math:`\theta \leftarrow \theta - \eta\nabla L(\theta)`.
 
     Returns a :class:`History` with one "party" (the whole dataset) and no
     communication, stopping with ``diverged_at`` set if the loss blows up.
+    The loss of each model comes from the residual of its gradient pass (as
+    the federated engines do), so a recorded step is one pass over the data.
     """
-    X = check.features(X)
-    y = check.targets(y, X.shape[0])
-    lr = check.positive_float("lr", lr)
-    rounds = check.integer("rounds", rounds, minimum=0)
-    theta = initial_theta(theta0, X.shape[1])
+    model = check_model(model)
+    party = Party(X, y, model=model)              # checks X, y and the labels once
+    X, y = party.data
+    lr = valid.positive_float("lr", lr)
+    rounds = valid.integer("rounds", rounds, minimum=0)
+    theta = initial_theta(theta0, [party])
+    glm = hasattr(model, "gradient_from_residual")
     with np.errstate(over="ignore", invalid="ignore"):
-        rec = Recorder(theta, [mse(theta, X, y)], [len(y)])
-        for t in range(1, rounds + 1):
-            theta = theta - lr * mse_gradient(theta, X, y)
-            if not rec.record(t, theta, [mse(theta, X, y)]):
+        rec = Recorder([len(y)])
+        for t in range(rounds + 1):
+            if glm:                                        # one pass: the residual gives loss and gradient
+                Z = model.scores(theta, X)
+                K = 1 if Z.ndim == 1 else Z.shape[1]
+                Y = model.encode(y, K)
+                if model.link == "identity":
+                    R = Z - y
+                    loss = float(R @ R) / len(y)
+                else:
+                    loss = float(np.mean(model.pointwise_loss(Z, Y)))
+                    R = model.mean(Z) - Y
+                loss += model.penalty(theta, X.shape[1])
+            else:
+                loss = model.loss(theta, X, y)
+            if not rec.record(t, theta, [loss]) or t == rounds:
                 break
+            g = model.gradient_from_residual(theta, X, R) if glm else model.gradient(theta, X, y)
+            theta = theta - lr * g
     return rec.history(engine="centralized", device="CPU (numpy)")

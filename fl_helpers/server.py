@@ -1,40 +1,58 @@
 r"""The central server (中央服务器) and the federated round.
 
-A round is four blocks, each a small function that later topics swap:
+A round is four blocks, each a small function or hook that later topics swap
+or wrap (never copy):
 
 1. :func:`broadcast` - send the global model :math:`\theta` to the selected parties;
-2. local work - each party returns an update :math:`\Delta_i` and a weight
-   (:meth:`fl_helpers.Party.local_update`; an engine computes it for all parties);
-3. :func:`fl_helpers.aggregation.aggregate` - :math:`\Delta = \sum_i w_i\Delta_i`;
-4. :func:`server_update` - :math:`\theta \leftarrow \theta - \eta\,\Delta`.
+2. local work - each party returns an update :math:`\Delta_i` (its pseudo-gradient,
+   :math:`(\theta - \theta_i)/\eta`) and a weight (:meth:`fl_helpers.Party.local_update`;
+   an engine computes it for all parties), then its ``client_transform``
+   (clipping, compression, an attack) runs on the party's side;
+3. aggregate - ``aggregator(updates, weights, *, rng)``, by default
+   :func:`fl_helpers.aggregation.weighted_sum`: :math:`\bar\Delta = \sum_i w_i\Delta_i`;
+4. :func:`server_update` - with the average model change
+   :math:`\Delta_t = \sum_i w_i(\theta_i - \theta) = -\eta\bar\Delta`:
+   :math:`\theta \leftarrow \theta + \eta_s \Delta_t` (``server_lr`` :math:`\eta_s = 1`:
+   FedAvg), or a stateful ``server_optimizer`` from :mod:`fl_helpers.optim`
+   (FedAvgM, FedAdam, FedYogi, FedAdagrad; Reddi et al. 2021, "Adaptive
+   Federated Optimization").
 
 :func:`fedsgd` (one local gradient per round) and :func:`fedavg` (``E`` local
 epochs, client sampling; McMahan et al. 2017) are both :func:`train` with
-different local work.
+different local work. Every random number comes from the randomness contract
+(:mod:`fl_helpers.randomness`): sampling, each party's local work and each
+hook have their own stream keyed by ``(seed, round[, party])``.
+
+Bytes are measured, not computed: ``History.bytes_up`` adds up
+:func:`fl_helpers.wire.nbytes` of what each party sends (its update in the
+engine's dtype, or what its ``client_transform`` returned, and its weight),
+``bytes_down`` of the model each selected party receives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from . import _validate as check
-from .aggregation import WEIGHTINGS, aggregate, aggregation_weights
+from . import randomness, wire
+from . import validation as valid
+from .aggregation import WEIGHTINGS, Aggregate, aggregation_weights, weighted_sum
 from .engines import make_engine
 from .history import History, Recorder
-from .parties import Party
+from .parties import Party, check_parties, initial_theta
 
 
-def broadcast(theta: np.ndarray, selected: np.ndarray) -> np.ndarray:
+def broadcast(theta: np.ndarray, selected: np.ndarray, *, dtype=np.float64) -> np.ndarray:
     """Block 1: what each selected party receives, a read-only copy of the global model."""
-    sent = np.array(theta, dtype=np.float64)
+    sent = np.array(theta, dtype=dtype)
     sent.setflags(write=False)
     return sent
 
 
 def server_update(theta: np.ndarray, delta: np.ndarray, *, lr: float) -> np.ndarray:
-    r"""Block 4: the global update :math:`\theta \leftarrow \theta - \eta\,\Delta`."""
+    r"""Block 4 of FedSGD/FedAvg: :math:`\theta \leftarrow \theta - \eta\,\bar\Delta` (pseudo-gradients)."""
     return theta - lr * delta
 
 
@@ -47,10 +65,11 @@ def sample_parties(n_parties: int, fraction: float, rng: np.random.Generator | N
     """Indices of the parties taking part in a round, sorted.
 
     ``max(1, round(fraction * n_parties))`` parties drawn without replacement;
-    all of them (no random draw) when ``fraction == 1``.
+    all of them (no random draw) when ``fraction == 1``. :func:`train` passes
+    the round's sampling stream, ``randomness.generator(seed, "sampling", t)``.
     """
-    n_parties = check.integer("n_parties", n_parties, minimum=1)
-    fraction = check.fraction(fraction)
+    n_parties = valid.integer("n_parties", n_parties, minimum=1)
+    fraction = valid.fraction(fraction)
     if fraction == 1.0:
         return np.arange(n_parties)
     if not isinstance(rng, np.random.Generator):
@@ -58,93 +77,191 @@ def sample_parties(n_parties: int, fraction: float, rng: np.random.Generator | N
     return np.sort(rng.choice(n_parties, size=n_selected(n_parties, fraction), replace=False))
 
 
-def check_parties(parties) -> list[Party]:
-    """Validate a non-empty sequence of parties with the same number of features."""
-    if isinstance(parties, Party) or not isinstance(parties, Sequence) or isinstance(parties, str):
-        raise TypeError(f"parties must be a list of Party objects, got {type(parties).__name__}")
-    if len(parties) < 1:
-        raise ValueError("parties must hold at least one Party, got an empty list")
-    for i, p in enumerate(parties):
-        if not isinstance(p, Party):
-            raise TypeError(f"parties[{i}] must be a Party, got {type(p).__name__}")
-    d = {p.n_features for p in parties}
-    if len(d) != 1:
-        raise ValueError(f"all parties must have the same number of features, got {sorted(d)}")
-    return list(parties)
+@dataclass(frozen=True)
+class RoundInfo:
+    """One round, as the ``metrics`` functions of :func:`train` see it.
+
+    ``theta`` is the model broadcast in round ``round``, ``new_theta`` the
+    model after it; ``updates`` (k, p) are the dense updates the server
+    aggregated (after the client transforms), ``weights`` (k,) their
+    normalised weights, ``delta`` the average model change :math:`\\Delta_t`.
+    """
+
+    round: int
+    theta: np.ndarray
+    new_theta: np.ndarray
+    selected: np.ndarray
+    updates: np.ndarray
+    weights: np.ndarray
+    delta: np.ndarray
+    server_state: object = None
 
 
-def initial_theta(theta0, n_features: int) -> np.ndarray:
-    if theta0 is None:
-        return np.zeros(n_features + 1)
-    return check.theta(theta0, n_features + 1)
+def _hook(name: str, value, *, required: tuple[str, ...] = ()):
+    if value is None:
+        return None
+    if not callable(value) and not all(hasattr(value, a) for a in required):
+        raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
+    return value
+
+
+def _server_lr(value) -> Callable[[int], float]:
+    if callable(value):
+        return value
+    lr = valid.positive_float("server_lr", value)
+    return lambda _t: lr
 
 
 def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
           weighting="samples", theta0=None, seed=None, engine="loop",
-          aggregator: Callable = aggregate, keep_updates: bool = False) -> History:
+          server_lr=1.0, server_optimizer=None, client_transform=None, aggregator=None,
+          metrics: Mapping[str, Callable] | None = None, keep_updates: bool = False) -> History:
     """Run federated rounds: broadcast -> local work -> aggregate -> server update.
 
     This is FedAvg in general; :func:`fedsgd` and :func:`fedavg` are the named
-    entry points. ``aggregator(updates, weights)`` replaces block 3 (e.g. a
-    robust aggregate); ``keep_updates=True`` stores every round's per-party
-    updates in the History.
+    entry points. The hooks, each with its own random stream:
+
+    ``client_transform(update, *, party, round, rng) -> payload``
+        Runs on the party's side after its local work: ``update`` is its
+        pseudo-gradient (float64, (p,)); the payload returned is what it sends
+        (an array of any float dtype, or an object with ``__array__`` and
+        ``wire_arrays()``), and its bytes are what ``bytes_up`` counts.
+    ``aggregator(updates, weights, *, rng) -> Aggregate | ndarray``
+        Block 3 (default :func:`~fl_helpers.aggregation.weighted_sum`); an
+        ``ndarray`` result is taken as the final mean update.
+    ``server_lr`` (float, or a function of the round ``t``) or ``server_optimizer``
+        Block 4: see :mod:`fl_helpers.optim`.
+    ``metrics``: ``{name: fn(RoundInfo) -> float}``
+        Extra per-round series in ``History.metrics``; a hook object with a
+        ``metrics(info) -> dict`` method adds its own series too.
+
+    ``keep_updates=True`` stores every round's per-party updates in the History.
     """
     parties = check_parties(parties)
-    lr = check.positive_float("lr", lr)
-    rounds = check.integer("rounds", rounds, minimum=0)
-    local_epochs = check.integer("local_epochs", local_epochs, minimum=1)
-    batch_size = check.optional_batch_size(batch_size)
-    fraction = check.fraction(fraction)
-    weighting = check.choice("weighting", weighting, WEIGHTINGS)
-    theta = initial_theta(theta0, parties[0].n_features)
-    rng = np.random.default_rng(check.seed(seed))
+    lr = valid.positive_float("lr", lr)
+    rounds = valid.integer("rounds", rounds, minimum=0)
+    local_epochs = valid.integer("local_epochs", local_epochs, minimum=1)
+    batch_size = valid.optional_batch_size(batch_size)
+    fraction = valid.fraction(fraction)
+    weighting = valid.choice("weighting", weighting, WEIGHTINGS)
+    theta = initial_theta(theta0, parties)
+    root = randomness.root_seed(seed)
     eng = make_engine(engine, parties)
+    step_size = _server_lr(server_lr)
+    if server_optimizer is not None:
+        if not (hasattr(server_optimizer, "init") and hasattr(server_optimizer, "step")):
+            raise TypeError("server_optimizer must be an optimizer from fl_helpers.optim (with init and step), "
+                            f"got {type(server_optimizer).__name__}")
+        if server_lr != 1.0:
+            raise ValueError(f"server_lr must stay 1.0 when a server_optimizer is given (the optimizer has "
+                             f"its own lr), got {server_lr!r}")
+    client_transform = _hook("client_transform", client_transform)
+    aggregator = _hook("aggregator", aggregator) or weighted_sum
+    metrics = dict(metrics or {})
+    for name, fn in metrics.items():
+        if not isinstance(name, str) or not callable(fn):
+            raise TypeError(f"metrics must map names (str) to functions of a RoundInfo, got {name!r}: {fn!r}")
+    reporters = [h for h in (client_transform, aggregator, server_optimizer) if hasattr(h, "metrics")]
+    state = server_optimizer.init(theta) if server_optimizer is not None else None
     sizes = np.array([p.n_samples for p in parties])
-    n_numbers = len(theta)
+    everyone = np.arange(len(parties))
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        rec = Recorder(theta, eng.party_losses(theta), sizes)
-        for t in range(1, rounds + 1):
-            selected = sample_parties(len(parties), fraction, rng)
-            sent = broadcast(theta, selected)                                       # 1. broadcast
-            updates, counts = eng.local_work(sent, selected, lr=lr, epochs=local_epochs,
-                                             batch_size=batch_size, rng=rng)      # 2. local work
-            weights = aggregation_weights(counts, weighting)
-            delta = aggregator(updates, weights)                                    # 3. aggregate
-            theta = server_update(theta, delta, lr=lr)                              # 4. server update
-            ok = rec.record(t, theta, eng.party_losses(theta),
-                            bytes_up=len(selected) * (n_numbers + 1) * eng.itemsize,
-                            bytes_down=len(selected) * n_numbers * eng.itemsize,
-                            selected=selected, updates=updates if keep_updates else None,
-                            weights=weights)
-            if not ok:
+        rec = Recorder(sizes)
+        info: dict = {}
+        for t in range(1, rounds + 2):
+            if t <= rounds:
+                selected = sample_parties(len(parties), fraction, randomness.generator(root, "sampling", t))
+                sent = broadcast(theta, selected, dtype=eng.dtype)                     # 1. broadcast
+                work = eng.local_work(sent, selected, lr=lr, epochs=local_epochs,
+                                      batch_size=batch_size, seed=root, round=t)    # 2. local work
+                free = work.losses is not None and len(selected) == len(parties)
+            else:
+                free = False
+            # the model of the previous round is recorded now: its loss came out of this round's pass
+            losses = work.losses if free else eng.party_losses(theta)
+            if not rec.record(t - 1, theta, losses, **info):
                 break
+            if t > rounds:
+                break
+            payloads, updates = _transformed(work.updates, selected, client_transform, root, t)
+            weights = aggregation_weights(work.weights, weighting)
+            agg = aggregator(updates, weights, rng=randomness.generator(root, "aggregate", t))  # 3. aggregate
+            mean = agg.mean if isinstance(agg, Aggregate) else np.asarray(agg, dtype=np.float64)
+            delta = -(lr * mean)                      # the average model change: sum_i w_i (theta_i - theta)
+            old = theta
+            if server_optimizer is None:                                                # 4. server update
+                theta = theta + step_size(t) * delta
+            else:
+                theta, state = server_optimizer.step(theta, delta, state)
+            info = dict(bytes_up=wire.nbytes(payloads) + wire.nbytes(work.weights.astype(eng.dtype)),
+                        bytes_down=len(selected) * sent.nbytes, selected=selected,
+                        updates=updates if keep_updates else None, weights=weights,
+                        metrics=_metrics(metrics, reporters, RoundInfo(t, old, theta, selected, updates,
+                                                                       weights, delta, state)))
     return rec.history(engine=eng.name, device=eng.device, keep_updates=keep_updates)
 
 
-def fedsgd(parties, *, lr, rounds, weighting="samples", theta0=None, engine="loop") -> History:
+def _transformed(updates, selected, transform, root, t):
+    """Each party's payload (what it sends) and the dense float64 updates the server aggregates."""
+    if transform is None:
+        return updates, np.asarray(updates, dtype=np.float64)
+    dense64 = np.asarray(updates, dtype=np.float64)
+    payloads = [transform(dense64[q].copy(), party=int(i), round=t,
+                          rng=randomness.generator(root, "transform", t, int(i)))
+                for q, i in enumerate(selected)]
+    dense = np.array([np.asarray(p, dtype=np.float64) for p in payloads])
+    if dense.shape != dense64.shape:
+        raise ValueError(f"client_transform must return a payload that reads as an update of shape "
+                         f"({dense64.shape[1]},), got {dense.shape[1:]}")
+    return payloads, dense
+
+
+def _metrics(metrics, reporters, info: RoundInfo) -> dict:
+    out = {name: float(fn(info)) for name, fn in metrics.items()}
+    for hook in reporters:
+        out.update({k: float(v) for k, v in hook.metrics(info).items()})
+    return out
+
+
+_HOOKS = ("server_lr", "server_optimizer", "client_transform", "aggregator", "metrics", "keep_updates")
+
+
+def fedsgd(parties, *, lr, rounds, weighting="samples", theta0=None, engine="loop", seed=None,
+           **hooks) -> History:
     r"""Federated SGD: each round every party sends its local gradient.
 
     .. math::
         \Delta_i = \nabla L_i(\theta),\quad
-        \Delta = \sum_i w_i \Delta_i,\quad \theta \leftarrow \theta - \eta\Delta
+        \bar\Delta = \sum_i w_i \Delta_i,\quad \theta \leftarrow \theta - \eta\bar\Delta
 
     with :math:`w_i = m_i/M` (``weighting="samples"``, equal to centralized
     gradient descent) or :math:`w_i = 1/N` (``"uniform"``, the article's mean).
+    ``hooks``: the keyword hooks of :func:`train` (``aggregator``, ``client_transform``, ...).
     """
+    _only_hooks(hooks)
     return train(parties, lr=lr, rounds=rounds, local_epochs=1, batch_size=None, fraction=1.0,
-                 weighting=weighting, theta0=theta0, seed=None, engine=engine)
+                 weighting=weighting, theta0=theta0, seed=seed, engine=engine, **hooks)
 
 
 def fedavg(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
-           weighting="samples", theta0=None, seed=None, engine="loop") -> History:
+           weighting="samples", theta0=None, seed=None, engine="loop", **hooks) -> History:
     r"""Federated averaging (McMahan et al. 2017).
 
     Each round a ``fraction`` of the parties trains ``local_epochs`` epochs of
     (minibatch, ``batch_size``) gradient descent from the global model; the
     server averages the local models: :math:`\theta \leftarrow \sum_i w_i\theta_i`.
     With ``local_epochs=1, batch_size=None, fraction=1`` this is :func:`fedsgd`.
-    ``seed`` drives client sampling and minibatch shuffling.
+    ``seed`` keys client sampling and minibatch shuffling (see
+    :mod:`fl_helpers.randomness`); ``hooks`` are :func:`train`'s
+    (``server_lr``, ``server_optimizer``, ``client_transform``, ``aggregator``, ``metrics``, ``keep_updates``).
     """
+    _only_hooks(hooks)
     return train(parties, lr=lr, rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
-                 fraction=fraction, weighting=weighting, theta0=theta0, seed=seed, engine=engine)
+                 fraction=fraction, weighting=weighting, theta0=theta0, seed=seed, engine=engine, **hooks)
+
+
+def _only_hooks(hooks) -> None:
+    unknown = sorted(set(hooks) - set(_HOOKS))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; the hooks are {', '.join(_HOOKS)}")

@@ -24,7 +24,7 @@ def test_importing_the_checkers_does_not_import_tensorflow():
 if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("TensorFlow is not installed (pip install -e '.[cpu]')", allow_module_level=True)
 
-from fl_helpers._tf import import_tensorflow  # noqa: E402
+from fl_helpers.tf_env import import_tensorflow  # noqa: E402
 from checks_helpers import assert_fail, assert_pass, raises
 
 tf = import_tensorflow()

@@ -12,7 +12,7 @@ import fl_helpers as fl
 if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("TensorFlow is not installed (pip install -e '.[cpu]')", allow_module_level=True)
 
-from fl_helpers._tf import import_keras  # noqa: E402
+from fl_helpers.tf_env import import_keras  # noqa: E402
 from fl_helpers.keras_fl import (  # noqa: E402
     KerasHistory, fedavg_keras, flatten_weights, keras_local_update, party_data, unflatten_weights)
 

@@ -17,7 +17,7 @@ from fl_helpers.engines import make_engine
 if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("TensorFlow is not installed (pip install -e '.[cpu]')", allow_module_level=True)
 
-from fl_helpers._tf import import_tensorflow  # noqa: E402
+from fl_helpers.tf_env import import_tensorflow  # noqa: E402
 from fl_helpers.engines.tf_engine import (  # noqa: E402
     FLOAT32_RTOL, TensorFlowEngine, compiled_functions, minibatch_schedule)
 
@@ -264,7 +264,7 @@ def test_tensorflow_imports_and_runs_without_a_line_on_stderr():
         "parties = fl.split(X, y, 3, seed=0)\n"
         "h = fl.fedavg(parties, lr=0.1, rounds=2, local_epochs=2, batch_size=5, seed=0,\n"
         "              engine=TensorFlowEngine(parties))\n"
-        "from fl_helpers._tf import import_keras\n"
+        "from fl_helpers.tf_env import import_keras\n"
         "keras = import_keras()\n"
         "keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])(X)\n"
         "print(h.rounds)\n")

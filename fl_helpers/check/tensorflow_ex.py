@@ -58,7 +58,7 @@ def _mentions_none(exc: Exception) -> bool:
 
 def _tensorflow():
     """TensorFlow, quietly; None (and the checker FAILs with the install hint) when it is missing."""
-    from .._tf import import_tensorflow
+    from ..tf_env import import_tensorflow
     try:
         return import_tensorflow()
     except ImportError:
@@ -66,7 +66,7 @@ def _tensorflow():
 
 
 def _missing_tf(name: str) -> CheckResult:
-    from .._tf import INSTALL_HINT
+    from ..tf_env import INSTALL_HINT
     return CheckResult(name, False, "TensorFlow is not available", INSTALL_HINT)
 
 

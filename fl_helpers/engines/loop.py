@@ -1,11 +1,12 @@
-"""The readable engine: one Python call per party, exactly as derived in notebook 02."""
+"""The readable engine: one Python call per party, exactly as derived in notebook 02; any model."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..linear import mse
-from ..parties import _local_sgd
+from .. import randomness
+from ..parties import local_sgd
+from . import LocalWork
 
 
 class LoopEngine:
@@ -13,21 +14,31 @@ class LoopEngine:
 
     name = "loop"
     device = "CPU (numpy, one call per party)"
-    itemsize = 8
+    dtype = np.dtype(np.float64)
 
     def __init__(self, parties):
-        self.parties = list(parties)
+        self.parties = tuple(parties)
+        self.model = self.parties[0].model
 
-    def local_work(self, theta, selected, *, lr, epochs, batch_size, rng):
-        updates, weights = [], []
+    def __repr__(self) -> str:
+        return f"LoopEngine(n_parties={len(self.parties)}, model={self.model!r})"
+
+    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1) -> LocalWork:
+        updates, weights, losses = [], [], []
         for i in selected:                      # each party trains on its own data
             X, y = self.parties[i].data
-            result = _local_sgd(X, y, theta, lr=lr, epochs=epochs, batch_size=batch_size, rng=rng)
-            updates.append(result.update)       # what the party sends back: Delta_i ...
-            weights.append(result.weight)       # ... and its weight m_i
-        return np.array(updates), np.array(weights)
+            keys = None
+            if batch_size is not None and seed is not None:   # party i's own stream: (seed, round, i)
+                keys = randomness.shuffle_keys(seed, round, [i], [len(y)], epochs)
+            update, _, loss = local_sgd(self.model, X, y, theta, lr=lr, epochs=epochs,
+                                        batch_size=batch_size, keys=keys)
+            updates.append(update)              # what the party sends back: Delta_i ...
+            weights.append(float(len(y)))       # ... and its weight m_i
+            losses.append(loss)
+        free = None if batch_size is not None else np.array(losses, dtype=np.float64)
+        return LocalWork(np.array(updates).reshape(len(selected), -1), np.array(weights), free)
 
     def party_losses(self, theta):
-        # unchecked mse, not Party.loss: a diverged (non-finite) theta must reach
-        # the divergence rule instead of raising in the argument check
-        return np.array([mse(theta, *p.data) for p in self.parties])
+        # the unchecked model loss, not Party.loss: a diverged (non-finite) theta must
+        # reach the divergence rule instead of raising in the argument check
+        return np.array([self.model.loss(theta, *p.data) for p in self.parties])

@@ -22,10 +22,19 @@ One ``tf.function`` runs the whole local work of a round (all epochs and
 minibatch steps are ``tf.while_loop`` s), traced once: every size is ``None``
 in its input signature and ``lr``, ``epochs`` are tensors, so changing the
 number of parties, the learning rate, the epochs, the batch size or the
-sampled parties never retraces. Minibatch orders come from the same numpy
-random numbers as the other engines (party after party, epoch after epoch,
-stable ``argsort`` of each party's keys), computed on the host and sent as
-row indices.
+sampled parties never retraces. Minibatch orders come from the same numbers
+as the other engines (the local stream of :mod:`fl_helpers.randomness`: party
+after party, epoch after epoch, stable ``argsort`` of each party's keys),
+computed on the host and sent as row indices.
+
+The course's three GLMs (:mod:`fl_helpers.models.glm`) share this code: the
+scores are :math:`Z = \tilde X\Theta` with :math:`\Theta` the (d + 1, K)
+parameter matrix, and the gradient is :math:`\frac cm \tilde X^\top(\mu(Z) - Y)`
+with :math:`c`, :math:`\mu`, :math:`\ell` and the L2 term taken from the model
+(:meth:`~fl_helpers.models.GLM.tf_ops`). The first full-batch epoch also
+returns every party's loss at the broadcast model (its residual is already
+there), so recording costs nothing. A Keras model (:func:`fl_helpers.models.keras`)
+runs one party at a time through its compiled gradient.
 
 Agreement with :class:`~fl_helpers.engines.vectorized.VectorizedEngine`:
 ``dtype="float64"`` to 1e-10 (tested). ``dtype="float32"`` (the default, the
@@ -48,8 +57,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .. import _validate as check
-from .._tf import import_tensorflow
+from .. import randomness
+from .. import validation as valid
+from ..parties import check_parties
+from ..tf_env import import_tensorflow
+from . import LocalWork
+from .loop import LoopEngine
 from .vectorized import exclusive_cumsum, stack_with_bias
 
 DTYPES = ("float32", "float64")
@@ -85,8 +98,8 @@ class TensorFlowEngine:
     ----------
     parties : list of Party
     dtype : {"float32", "float64"}
-        Number type on the device. float32 (default) is what GPUs are fast at;
-        float64 reproduces the numpy engines to 1e-10.
+        Number type on the device (and on the wire). float32 (default) is what
+        GPUs are fast at; float64 reproduces the numpy engines to 1e-10.
     device : {None, "cpu", "gpu"}
         ``None`` uses the GPU when TensorFlow sees one, else the CPU.
 
@@ -95,72 +108,91 @@ class TensorFlowEngine:
     name : "tensorflow"
     device : str
         Where the work runs, e.g. ``"CPU"`` or ``"GPU:0 (NVIDIA H100 80GB HBM3)"``.
-    itemsize : int
-        Bytes per number sent (4 or 8).
+    dtype : numpy dtype
+        Of the numbers sent (float32 or float64).
     functions : SimpleNamespace
         The compiled ``tf.function`` s (``full_batch``, ``minibatch``,
-        ``party_losses``), shared by every engine of the same dtype and device.
+        ``party_losses``), shared by every engine of the same dtype, device and model.
     """
 
     name = "tensorflow"
 
     def __init__(self, parties, *, dtype: str = "float32", device: str | None = None):
-        from ..server import check_parties
-
-        parties = check_parties(parties)
-        self.dtype = check.choice("dtype", dtype, DTYPES)
+        self.parties = tuple(check_parties(parties))
+        self.model = self.parties[0].model
         self._device, self.device = available_device(device)
-        self.itemsize = np.dtype(self.dtype).itemsize
         tf = self._tf = import_tensorflow()
-        Xs, ys = zip(*(p.data for p in parties), strict=True)
+        if not hasattr(self.model, "link"):                 # a Keras model: its own compiled gradient
+            self._loop = LoopEngine(self.parties)
+            self.dtype = self.model.dtype
+            self.n_parties = len(self.parties)
+            return
+        self._loop = None
+        self.dtype = np.dtype(valid.choice("dtype", dtype, DTYPES))
+        Xs, ys = zip(*(p.data for p in self.parties), strict=True)
         self.sizes = np.array([len(y) for y in ys], dtype=np.int64)
         self.starts = exclusive_cumsum(self.sizes)
-        self.n_parties = len(parties)
-        self.functions = compiled_functions(self.dtype, self._device)
+        self.n_parties = len(self.parties)
+        K = 1
+        if self.model.link == "softmax":
+            K = self.model.n_outputs(self.model.n_classes or int(max(y.max() for y in ys)) + 1)
+        Y = self.model.encode(np.concatenate(ys), K).reshape(-1, K)
+        self.functions = compiled_functions(self.dtype.name, self._device, self.model.link,
+                                            float(self.model.scale), float(self.model.l2))
         with tf.device(self._device):                    # the data move to the device once
             self._X = tf.identity(tf.constant(stack_with_bias(Xs, self.dtype)))
-            self._y = tf.identity(tf.constant(np.concatenate(ys), self.dtype))
+            self._Y = tf.identity(tf.constant(Y, self.dtype))
             self._sizes = tf.identity(tf.constant(self.sizes, tf.int32))
             self._starts = tf.identity(tf.constant(self.starts, tf.int32))
             self._everyone = tf.identity(tf.range(self.n_parties, dtype=tf.int32))
 
     def __repr__(self) -> str:
-        return f"TensorFlowEngine(n_parties={self.n_parties}, dtype={self.dtype!r}, device={self.device!r})"
+        return (f"TensorFlowEngine(n_parties={self.n_parties}, dtype={self.dtype.name!r}, "
+                f"device={self.device!r})")
 
-    def local_work(self, theta, selected, *, lr, epochs, batch_size, rng):
+    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1) -> LocalWork:
+        if self._loop is not None:
+            work = self._loop.local_work(theta, selected, lr=lr, epochs=epochs, batch_size=batch_size,
+                                         seed=seed, round=round)
+            return LocalWork(work.updates.astype(self.dtype), work.weights, work.losses)
         tf = self._tf
         selected = np.asarray(selected)
         sizes = self.sizes[selected]
+        losses = None
         with tf.device(self._device):
             theta, lr = tf.constant(theta, self.dtype), tf.constant(lr, self.dtype)
             epochs_t = tf.constant(epochs, tf.int32)
             if batch_size is None:
                 chosen = self._everyone if len(selected) == self.n_parties else tf.constant(selected, tf.int32)
-                updates = call(self.functions.full_batch, self._X, self._y, self._starts, self._sizes,
-                               chosen, theta, lr, epochs_t)
+                updates, losses = call(self.functions.full_batch, self._X, self._Y, self._starts, self._sizes,
+                                       chosen, theta, lr, epochs_t)
+                losses = losses.numpy().astype(np.float64)
             else:
+                keys = None if seed is None else randomness.shuffle_keys(seed, round, selected, sizes, epochs)
                 order, seg, bounds = minibatch_schedule(self.starts[selected], sizes, batch_size=batch_size,
-                                                        epochs=epochs, rng=rng)
-                updates = call(self.functions.minibatch, self._X, self._y, tf.constant(order, tf.int32),
+                                                        epochs=epochs, keys=keys)
+                updates = call(self.functions.minibatch, self._X, self._Y, tf.constant(order, tf.int32),
                                tf.constant(seg, tf.int32), tf.constant(bounds, tf.int32), theta, lr, epochs_t)
-        return updates.numpy().astype(np.float64), sizes.astype(np.float64)
+        return LocalWork(updates.numpy(), sizes.astype(np.float64), losses)
 
     def party_losses(self, theta):
+        if self._loop is not None:
+            return self._loop.party_losses(theta)
         tf = self._tf
         with tf.device(self._device):
-            losses = call(self.functions.party_losses, self._X, self._y, self._sizes,
+            losses = call(self.functions.party_losses, self._X, self._Y, self._sizes,
                           tf.constant(theta, self.dtype))
         return losses.numpy().astype(np.float64)
 
 
-def minibatch_schedule(starts, sizes, *, batch_size, epochs, rng):
+def minibatch_schedule(starts, sizes, *, batch_size, epochs, keys):
     """Rows of every minibatch step of a round, in the numpy engines' random order.
 
     Party ``q`` (rows ``starts[q]:starts[q] + sizes[q]`` of the stacked data)
-    shuffles its rows each epoch by the stable ``argsort`` of its keys; keys are
-    one draw ``rng.random(epochs * M)``, party after party, epoch after epoch
-    (no shuffling when ``rng`` is None). Its step ``s`` takes positions
-    ``s*b:(s+1)*b`` of that order.
+    shuffles its rows each epoch by the stable ``argsort`` of its keys;
+    ``keys`` (epochs * M,) are laid out party after party, epoch after epoch
+    (:func:`fl_helpers.randomness.shuffle_keys`; None: no shuffling). Its step
+    ``s`` takes positions ``s*b:(s+1)*b`` of that order.
 
     Returns
     -------
@@ -179,7 +211,6 @@ def minibatch_schedule(starts, sizes, *, batch_size, epochs, rng):
     step = position // batch_size
     step_major = np.argsort(step, kind="stable")             # step 0 of every party, then step 1 ...
     rows = np.repeat(starts, sizes) + position               # stacked-data row of each (party, position)
-    keys = None if rng is None else rng.random(epochs * M)
     order = np.empty((epochs, M), dtype=np.int64)
     for epoch in range(epochs):
         shuffled = np.arange(M)
@@ -208,99 +239,131 @@ def concrete(function):
 
 
 @functools.lru_cache(maxsize=None)
-def compiled_functions(dtype: str, device: str) -> SimpleNamespace:
-    """The engine's ``tf.function`` s for one dtype and device, traced once each."""
+def compiled_functions(dtype: str, device: str, link: str = "identity", scale: float = 2.0,
+                       l2: float = 0.0) -> SimpleNamespace:
+    """The engine's ``tf.function`` s for one dtype, device and GLM, traced once each."""
+    from ..models.glm import GLM
+
     tf = import_tensorflow()
+    mean, pointwise = GLM("tf", link, scale, l2=l2).tf_ops(tf)
     real = tf.as_dtype(dtype)
     matrix, vector, ints = (tf.TensorSpec([None, None], real), tf.TensorSpec([None], real),
                             tf.TensorSpec([None], tf.int32))
     scalar, count = tf.TensorSpec([], real), tf.TensorSpec([], tf.int32)
 
-    def local_descent(gradients, theta, lr, epochs, pred_shared, pred_local):
-        """``epochs`` full-batch steps from ``theta``; returns the summed gradients (k, p).
+    def as_matrix(theta, p):
+        return tf.reshape(theta, [p, -1])                 # Theta (d + 1, K), the intercepts in row 0
 
-        Epoch 1 predicts with the broadcast ``theta`` (one matrix-vector product),
-        the later epochs with each party's own model ``Theta[i]``.
+    def penalty_gradient(Theta):                          # l2 [0; W] for (..., p, K) parameters
+        return l2 * tf.concat([tf.zeros_like(Theta[..., :1, :]), Theta[..., 1:, :]], axis=-2)
+
+    def penalty(theta, p):
+        W = as_matrix(theta, p)[1:]
+        return 0.5 * l2 * tf.reduce_sum(W * W)
+
+    def local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p):
+        """``epochs`` full-batch steps from ``theta``; returns summed gradients (k, p K) and losses (k,).
+
+        Epoch 1 predicts with the broadcast ``theta`` (one matrix product) and
+        also gives the losses; the later epochs use each party's own model ``Theta[i]``.
         """
-        total = gradients(pred_shared(theta))
-        Theta = theta - lr * total
+        Theta0 = as_matrix(theta, p)
+        total, losses = gradients(scores_shared(Theta0), Theta0[None])
+        if l2 != 0.0:
+            losses += penalty(theta, p)
+        Theta = Theta0[None] - lr * total
         for _ in tf.range(epochs - 1):
-            G = gradients(pred_local(Theta))
+            G, _ = gradients(scores_local(Theta), Theta)
             Theta -= lr * G
             total += G
-        return total
+        k = tf.shape(total)[0]
+        return tf.reshape(total, [k, -1]), losses
 
-    def equal_sizes(X, y, scale, theta, lr, epochs):
+    def equal_sizes(X, Y, m, theta, lr, epochs):
         """k parties of m rows: (k, m, p) and batched matrix products."""
-        k = tf.shape(scale)[0]
-        X3, y2 = tf.reshape(X, [k, -1, tf.shape(X)[1]]), tf.reshape(y, [k, -1])
+        p, K = tf.shape(X)[1], tf.shape(Y)[1]
+        X3, Y3 = tf.reshape(X, [-1, m, p]), tf.reshape(Y, [-1, m, K])
+        k = tf.shape(X3)[0]
+        scale_m = scale / tf.cast(m, real)
 
-        def gradients(pred):                                 # 2/m X_i^T (pred_i - y_i) for every i
-            r = pred - y2
-            return scale * tf.squeeze(tf.matmul(r[:, None, :], X3), axis=1)
+        def gradients(Z, Theta):                          # c/m X_i^T (mu(Z_i) - Y_i) for every i
+            G = scale_m * tf.matmul(X3, mean(Z) - Y3, transpose_a=True)
+            if l2 != 0.0:
+                G += penalty_gradient(Theta)
+            return G, tf.reduce_mean(pointwise(Z, Y3), axis=1)
 
-        def pred_shared(theta):
-            return tf.reshape(tf.linalg.matvec(X, theta), [k, -1])
+        def scores_shared(Theta):
+            return tf.reshape(tf.matmul(X, Theta), [k, m, K])
 
-        def pred_local(Theta):
-            return tf.linalg.matvec(X3, Theta)
-        return local_descent(gradients, theta, lr, epochs, pred_shared, pred_local)
+        def scores_local(Theta):
+            return tf.matmul(X3, Theta)
+        return local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p)
 
-    def any_sizes(X, y, scale, sizes, theta, lr, epochs):
+    def any_sizes(X, Y, sizes, theta, lr, epochs):
         """Parties of any sizes: segment sums over the stacked rows, no padding."""
+        p = tf.shape(X)[1]
         seg = tf.repeat(tf.range(tf.size(sizes)), sizes)    # party of each row
+        m = tf.cast(sizes, real)
 
-        def gradients(pred):
-            r = pred - y
-            return scale * tf.math.segment_sum(X * r[:, None], seg)
+        def gradients(Z, Theta):
+            R = mean(Z) - Y
+            G = scale * tf.math.segment_sum(X[:, :, None] * R[:, None, :], seg) / m[:, None, None]
+            if l2 != 0.0:
+                G += penalty_gradient(Theta)
+            return G, tf.math.segment_sum(pointwise(Z, Y), seg) / m
 
-        def pred_shared(theta):
-            return tf.linalg.matvec(X, theta)
+        def scores_shared(Theta):
+            return tf.matmul(X, Theta)
 
-        def pred_local(Theta):
-            return tf.reduce_sum(X * tf.gather(Theta, seg), axis=1)
-        return local_descent(gradients, theta, lr, epochs, pred_shared, pred_local)
+        def scores_local(Theta):
+            return tf.einsum("mp,mpk->mk", X, tf.gather(Theta, seg))
+        return local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p)
 
-    @tf.function(input_signature=[matrix, vector, ints, ints, ints, vector, scalar, count])
-    def full_batch(X, y, starts, sizes, selected, theta, lr, epochs):
-        """``epochs`` full-batch steps of every selected party; returns the updates (k, p)."""
+    @tf.function(input_signature=[matrix, matrix, ints, ints, ints, vector, scalar, count])
+    def full_batch(X, Y, starts, sizes, selected, theta, lr, epochs):
+        """``epochs`` full-batch steps of every selected party; returns the updates (k, p K) and losses (k,)."""
         sizes = tf.gather(sizes, selected)
         if tf.size(selected) < tf.size(starts):              # a sample: its rows only
             first = tf.gather(starts, selected)
             rows = tf.ragged.range(first, first + sizes).flat_values
-            X, y = tf.gather(X, rows), tf.gather(y, rows)
-        scale = 2.0 / tf.cast(sizes, real)[:, None]         # 2 / m_i
+            X, Y = tf.gather(X, rows), tf.gather(Y, rows)
         if tf.reduce_all(sizes == sizes[0]):
-            total = equal_sizes(X, y, scale, theta, lr, epochs)
+            total, losses = equal_sizes(X, Y, sizes[0], theta, lr, epochs)
         else:
-            total = any_sizes(X, y, scale, sizes, theta, lr, epochs)
-        return total
+            total, losses = any_sizes(X, Y, sizes, theta, lr, epochs)
+        return total, losses
 
-    @tf.function(input_signature=[matrix, vector, ints, ints, ints, vector, scalar, count])
-    def minibatch(X, y, order, seg, bounds, theta, lr, epochs):
+    @tf.function(input_signature=[matrix, matrix, ints, ints, ints, vector, scalar, count])
+    def minibatch(X, Y, order, seg, bounds, theta, lr, epochs):
         """Minibatch local epochs along ``order`` (see :func:`minibatch_schedule`)."""
         k = tf.reduce_max(seg) + 1
         M = tf.size(seg)
-        Theta = tf.tile(theta[None, :], [k, 1])
+        p = tf.shape(X)[1]
+        Theta = tf.tile(as_matrix(theta, p)[None], [k, 1, 1])
         total = tf.zeros_like(Theta)
         for epoch in tf.range(epochs):
             for s in tf.range(tf.size(bounds) - 1):
                 rows = order[epoch * M + bounds[s]: epoch * M + bounds[s + 1]]
                 party = seg[bounds[s]:bounds[s + 1]]          # sorted; parties out of batches are absent
-                Xb, yb = tf.gather(X, rows), tf.gather(y, rows)
-                r = tf.reduce_sum(Xb * tf.gather(Theta, party), axis=1) - yb
-                counts = tf.math.unsorted_segment_sum(tf.ones_like(r), party, k)
-                sums = tf.math.unsorted_segment_sum(Xb * r[:, None], party, k)
-                G = 2.0 * tf.math.divide_no_nan(sums, counts[:, None])   # 0 for parties without a batch
+                Xb, Yb = tf.gather(X, rows), tf.gather(Y, rows)
+                R = mean(tf.einsum("bp,bpk->bk", Xb, tf.gather(Theta, party))) - Yb
+                counts = tf.math.unsorted_segment_sum(tf.ones_like(R[:, 0]), party, k)
+                sums = tf.math.unsorted_segment_sum(Xb[:, :, None] * R[:, None, :], party, k)
+                G = scale * tf.math.divide_no_nan(sums, counts[:, None, None])   # 0 for parties without a batch
+                if l2 != 0.0:
+                    G += tf.cast(counts > 0, real)[:, None, None] * penalty_gradient(Theta)
                 Theta -= lr * G
                 total += G
-        return total
+        return tf.reshape(total, [k, -1])
 
-    @tf.function(input_signature=[matrix, vector, ints, vector])
-    def party_losses(X, y, sizes, theta):
-        """Every party's MSE at ``theta`` (N,)."""
-        r = tf.linalg.matvec(X, theta) - y
+    @tf.function(input_signature=[matrix, matrix, ints, vector])
+    def party_losses(X, Y, sizes, theta):
+        """Every party's loss at ``theta`` (N,)."""
+        Z = tf.matmul(X, as_matrix(theta, tf.shape(X)[1]))
         seg = tf.repeat(tf.range(tf.size(sizes)), sizes)
-        return tf.math.segment_sum(r * r, seg) / tf.cast(sizes, real)
+        losses = tf.math.segment_sum(pointwise(Z, Y), seg) / tf.cast(sizes, real)
+        if l2 != 0.0:
+            losses += penalty(theta, tf.shape(X)[1])
+        return losses
 
     return SimpleNamespace(full_batch=full_batch, minibatch=minibatch, party_losses=party_losses)

@@ -1,11 +1,17 @@
 r"""All parties at once: numpy on stacked data, no Python loop over parties.
 
-The local work of party :math:`i` is gradient descent on its own MSE,
+The local work of party :math:`i` is gradient descent on its own loss. For
+the course's generalised linear models (:mod:`fl_helpers.models.glm`) every
+step has the same shape,
 
 .. math::
     \Delta_i = \sum_s g_{i,s}, \qquad
-    g_{i,s} = \frac{2}{b}\,\tilde X_{i,s}^\top(\tilde X_{i,s}\theta_i - y_{i,s}),
+    g_{i,s} = \frac{c}{b}\,\tilde X_{i,s}^\top\big(\mu(\tilde X_{i,s}\Theta_i) - Y_{i,s}\big),
     \qquad \theta_i \leftarrow \theta_i - \eta\, g_{i,s},
+
+(for ``models.linear``: :math:`c = 2`, :math:`\mu` the identity) and the
+engine takes :math:`c`, :math:`\mu`, the targets' encoding and the L2 term from
+the model object, so there is one formula per model.
 
 with :math:`\tilde X_{i,s}` the rows of step :math:`s` (all :math:`m_i` rows
 for full batch, ``b`` rows of a shuffled minibatch otherwise).
@@ -22,15 +28,24 @@ during local training, so FedAvg with ``E`` epochs reads the data from memory
 once, not ``E`` times. With minibatches each stack is one block, so a step is
 one batched call for all parties of that size.
 
-Minibatches use the same random numbers as the loop engine: one draw
-``rng.random(E * M)`` laid out party after party (in the order of
-``selected``), epoch after epoch, and each party's epoch order is the stable
-``argsort`` of its keys. Both engines therefore agree to rounding (1e-10).
+Minibatches use the same random numbers as the loop engine: the local
+stream of the randomness contract (:func:`fl_helpers.randomness.shuffle_keys`),
+drawn for all selected parties in one call, party after party, epoch after
+epoch; each party's epoch order is the stable ``argsort`` of its keys. Both
+engines therefore agree to rounding (1e-10).
+
+Recording is free: the residual of a full-batch step at the broadcast
+:math:`\theta` is the residual of the loss at :math:`\theta`, so the engine
+returns the parties' losses with their updates and a FedSGD round, History
+included, is one pass over the data.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .. import randomness
+from . import LocalWork
 
 #: Bytes of party data per block (about the size of a per-core L2 cache).
 BLOCK_BYTES = 1 << 20
@@ -57,74 +72,109 @@ def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return offsets + np.arange(int(np.sum(lengths)))
 
 
-def batched_gradients(X3, y2, Theta=None, *, theta=None):
-    r"""Every party's MSE gradient :math:`\frac2m\tilde X_i^\top(\tilde X_i\theta_i - y_i)`.
+def batched_gradients(model, X3, Y, Theta=None, *, theta=None, want_loss=False):
+    r"""Every party's gradient :math:`\frac cm\tilde X_i^\top(\mu(\tilde X_i\Theta_i) - Y_i)` (+ L2).
 
-    ``X3`` (n, m, p) holds n parties of m rows each, ``y2`` (n, m) their
-    targets; ``Theta`` (n, p) their models, or ``theta`` (p,) one model shared
-    by all of them. Returns (n, p).
+    ``X3`` (n, m, p) holds n parties of m rows each, ``Y`` their targets
+    ((n, m), or (n, m, K) one-hot for softmax); ``Theta`` their models ((n, p)
+    or (n, p, K)), or ``theta`` one model shared by all of them. Returns the
+    gradients flattened like theta, (n, p K), and with ``want_loss`` also each
+    party's loss (n,) at the model used.
     """
     n, m, p = X3.shape
     if theta is not None:
-        r = X3 @ theta                         # (n, m): one gemv per party
+        shared = theta if Y.ndim == 2 else theta.reshape(p, -1)
+        Z = X3 @ shared                            # (n, m[, K]): one product for every party
+    elif Y.ndim == 2:
+        Z = (X3 @ Theta[:, :, None])[:, :, 0]
     else:
-        r = (X3 @ Theta[:, :, None])[:, :, 0]
-    r -= y2
-    G = (r[:, None, :] @ X3)[:, 0, :]          # (n, p): X_i^T r_i for every party
-    G *= 2.0 / m
-    return G
+        Z = X3 @ Theta
+    loss = None
+    if want_loss:
+        loss = model.pointwise_loss(Z, Y).mean(axis=1)
+    R = Z if model.link == "identity" else model.mean(Z)
+    R -= Y
+    if Y.ndim == 2:
+        G = (R[:, None, :] @ X3)[:, 0, :]          # (n, p): X_i^T r_i for every party
+    else:
+        G = np.swapaxes(X3, 1, 2) @ R              # (n, p, K)
+    G *= model.scale / m
+    if model.l2 != 0.0:                            # + l2 W, the intercepts left alone
+        P = theta.reshape(1, p, -1) if theta is not None else Theta.reshape(n, p, -1)
+        G = G.reshape(n, p, -1)
+        G[:, 1:] += model.l2 * P[:, 1:]
+        if loss is not None:
+            loss = loss + 0.5 * model.l2 * np.sum(P[:, 1:] ** 2, axis=(1, 2))
+    return G.reshape(n, -1), loss
 
 
-def block_local_sgd(X3, y2, theta, *, lr, epochs, batch_size, keys):
-    """Local gradient descent of n parties of equal size; returns their updates (n, p).
+def block_local_sgd(model, X3, Y, theta, *, lr, epochs, batch_size, keys):
+    """Local gradient descent of n parties of equal size; returns their updates (n, p K) and losses or None.
 
     ``keys`` (n, epochs, m) are the shuffling keys (``None``: data order).
     """
     n, m, p = X3.shape
     if batch_size is None and epochs == 1:         # FedSGD: the update is the gradient at theta
-        return batched_gradients(X3, y2, theta=theta)
-    Theta = np.tile(theta, (n, 1))                 # broadcast: every party starts at theta
-    total = np.zeros_like(Theta)
+        return batched_gradients(model, X3, Y, theta=theta, want_loss=True)
+    shape = (n, p) if Y.ndim == 2 else (n, p, Y.shape[2])
+    Theta = np.tile(theta, (n, 1)).reshape(shape)  # broadcast: every party starts at theta
+    total = np.zeros((n, theta.size))
+    flat = Theta.reshape(n, -1)                    # a view: updating it updates Theta
+    losses = None
     for epoch in range(epochs):
         if batch_size is None:                     # one full-batch step per epoch
-            G = batched_gradients(X3, y2, Theta, theta=theta if epoch == 0 else None)
-            Theta -= lr * G
+            G, loss = batched_gradients(model, X3, Y, Theta, theta=theta if epoch == 0 else None,
+                                        want_loss=epoch == 0)
+            losses = loss if epoch == 0 else losses
+            flat -= lr * G
             total += G
             continue
-        Xe, ye = X3, y2
+        Xe, Ye = X3, Y
         if keys is not None:                       # each party shuffles its own rows
             order = np.argsort(keys[:, epoch], axis=1, kind="stable")
             Xe = np.take_along_axis(X3, order[:, :, None], axis=1)
-            ye = np.take_along_axis(y2, order, axis=1)
+            Ye = np.take_along_axis(Y, order if Y.ndim == 2 else order[:, :, None], axis=1)
         for start in range(0, m, batch_size):
-            G = batched_gradients(Xe[:, start:start + batch_size], ye[:, start:start + batch_size], Theta)
-            Theta -= lr * G
+            G, _ = batched_gradients(model, Xe[:, start:start + batch_size], Ye[:, start:start + batch_size],
+                                     Theta)
+            flat -= lr * G
             total += G
-    return total
+    return total, losses
 
 
 class VectorizedEngine:
-    """Local work for all selected parties as batched array operations."""
+    """Local work for all selected parties as batched array operations (the GLMs)."""
 
     name = "vectorized"
     device = "CPU (numpy, all parties at once)"
-    itemsize = 8
+    dtype = np.dtype(np.float64)
 
     def __init__(self, parties):
-        parties = list(parties)
-        Xs, ys = zip(*(p.data for p in parties), strict=True)
+        self.parties = tuple(parties)
+        self.model = self.parties[0].model
+        if not hasattr(self.model, "link"):
+            raise ValueError(f"the vectorized engine runs the course's linear, logistic and softmax models, "
+                             f"got {self.model!r}; use engine='loop' or 'tensorflow'")
+        Xs, ys = zip(*(p.data for p in self.parties), strict=True)
         self.sizes = np.array([len(y) for y in ys], dtype=np.int64)
-        self.n_parties = len(parties)
+        self.n_parties = len(self.parties)
         # store the data sorted by party size: parties of one size are one contiguous stack
         self.by_size = np.argsort(self.sizes, kind="stable")
         self.Xt = stack_with_bias([Xs[i] for i in self.by_size])
         self.y = np.concatenate([ys[i] for i in self.by_size])
+        self.K = None
+        if self.model.link == "softmax":
+            self.K = self.model.n_outputs(self.model.n_classes or int(max(y.max() for y in ys)) + 1)
+            self.y = self.model.encode(self.y, self.K)
         self.starts = np.empty_like(self.sizes)        # first stored row of each party
         self.starts[self.by_size] = exclusive_cumsum(self.sizes[self.by_size])
         self._everyone = {}                            # blocks of all parties, by block size
 
+    def __repr__(self) -> str:
+        return f"VectorizedEngine(n_parties={self.n_parties}, model={self.model!r})"
+
     def _blocks(self, selected, max_rows):
-        """(positions in ``selected``, X3, y2) for blocks of equal-size parties."""
+        """(positions in ``selected``, X3, Y) for blocks of equal-size parties."""
         if len(selected) == self.n_parties:            # everyone: views of the stored stacks, no copy
             if max_rows not in self._everyone:
                 self._everyone[max_rows] = _blocks(self.Xt, self.y, self.sizes[self.by_size], self.by_size,
@@ -135,42 +185,51 @@ class VectorizedEngine:
         rows = ranges(self.starts[selected[by_size]], sizes[by_size])
         return _blocks(self.Xt[rows], self.y[rows], sizes[by_size], by_size, max_rows=max_rows)
 
-    def local_work(self, theta, selected, *, lr, epochs, batch_size, rng):
+    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1) -> LocalWork:
         selected = np.asarray(selected)
         sizes = self.sizes[selected]
         keys, key_starts = None, None
-        if batch_size is not None and rng is not None:
-            # the loop engine draws rng.random(m_i) for each party, epoch after epoch,
-            # party after party; one draw of the same length holds the same numbers
-            keys = rng.random(epochs * int(sizes.sum()))
+        if batch_size is not None and seed is not None:
+            # every selected party's own stream (seed, round, i), drawn in one call, party after party
+            keys = randomness.shuffle_keys(seed, round, selected, sizes, epochs)
             key_starts = epochs * exclusive_cumsum(sizes)
         # full batch: cache-sized blocks; minibatches: each size in one block (one call per step)
         max_rows = max(1, BLOCK_BYTES // (8 * len(theta))) if batch_size is None else self.Xt.shape[0]
         updates = np.empty((len(selected), len(theta)))
-        for pos, X3, y2 in self._blocks(selected, max_rows):
+        losses = np.empty(len(selected)) if batch_size is None else None
+        for pos, X3, Y in self._blocks(selected, max_rows):
             n, m, _ = X3.shape
             block_keys = None
             if keys is not None:
                 block_keys = keys[key_starts[pos][:, None] + np.arange(epochs * m)].reshape(n, epochs, m)
-            updates[pos] = block_local_sgd(X3, y2, theta, lr=lr, epochs=epochs,
-                                           batch_size=batch_size, keys=block_keys)
-        return updates, sizes.astype(np.float64)
+            updates[pos], block_losses = block_local_sgd(self.model, X3, Y, theta, lr=lr, epochs=epochs,
+                                                         batch_size=batch_size, keys=block_keys)
+            if losses is not None:
+                losses[pos] = block_losses
+        return LocalWork(updates, sizes.astype(np.float64), losses)
 
     def party_losses(self, theta):
-        r = self.Xt @ theta - self.y
-        stored = np.add.reduceat(r * r, exclusive_cumsum(self.sizes[self.by_size]))
+        d = self.Xt.shape[1] - 1
+        Z = self.Xt @ (theta if self.K is None else theta.reshape(d + 1, -1))
+        starts = exclusive_cumsum(self.sizes[self.by_size])
+        if self.model.link == "identity":
+            r = Z - self.y
+            pointwise = r * r
+        else:
+            pointwise = self.model.pointwise_loss(Z, self.y)
+        stored = np.add.reduceat(pointwise, starts)
         losses = np.empty(self.n_parties)
         losses[self.by_size] = stored / self.sizes[self.by_size]
-        return losses
+        return losses + self.model.penalty(theta, d)
 
 
 def _blocks(Xt, y, sorted_sizes, positions, *, max_rows):
-    """Cut rows stored by increasing party size into blocks (positions, X3, y2)."""
+    """Cut rows stored by increasing party size into blocks (positions, X3, Y)."""
     blocks, row = [], 0
     for a, b in _equal_runs(sorted_sizes, max_rows=max_rows):
         m, n = int(sorted_sizes[a]), b - a
         blocks.append((positions[a:b], Xt[row:row + n * m].reshape(n, m, -1),
-                       y[row:row + n * m].reshape(n, m)))
+                       y[row:row + n * m].reshape((n, m) + y.shape[1:])))
         row += n * m
     return blocks
 

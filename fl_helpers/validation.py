@@ -119,3 +119,20 @@ def _finite(name: str, arr: np.ndarray) -> None:
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} must contain only finite numbers, got {bad} NaN/inf value(s)")
+
+
+def as_vector(value, *, name: str = "theta") -> np.ndarray:
+    """Return a finite float64 1-D parameter vector."""
+    arr = _as_float_array(name, value)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D parameter vector, got shape {arr.shape}")
+    _finite(name, arr)
+    return arr
+
+
+def param_count(theta: np.ndarray, model, n_features: int, *, name: str = "theta") -> None:
+    """Check that ``theta`` has as many entries as ``model`` has parameters for ``n_features``."""
+    expected = model.expected_params(n_features, len(theta)) if hasattr(model, "expected_params") else None
+    if expected is not None and len(theta) != expected:
+        layout = model.layout(n_features) if hasattr(model, "layout") else ""
+        raise ValueError(f"{name} must have shape ({expected},){layout}, got shape {theta.shape}")
