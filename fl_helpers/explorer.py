@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import validation as valid
 from .aggregation import WEIGHTINGS
 from .data import quantity_sizes
 from .engines import ENGINES, make_engine
@@ -161,29 +162,60 @@ def validate(settings: Settings) -> str | None:
     return None
 
 
-_ENGINE_CACHE: dict = {}
+class FederationCache:
+    """The explorer's parties and their engine, built once per data setting and reused across redraws.
+
+    An explicit, bounded cache (least recently used first out): the key is
+    everything the parties depend on, and each engine is stored with the very
+    parties it was built for, so ``train`` always gets a matching pair (it
+    raises otherwise). Pass ``cache=None`` to :func:`simulate` to build afresh.
+    """
+
+    def __init__(self, maxsize: int = 16):
+        self.maxsize = valid.integer("maxsize", maxsize, minimum=1)
+        self._items: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def get(self, settings: Settings):
+        """``(parties, engine)`` for ``settings``' data and engine."""
+        s = settings
+        key = (s.engine, s.n_parties, float(s.skew), s.seed, bool(s.iid))
+        if key in self._items:
+            self._items[key] = self._items.pop(key)          # most recently used last
+        else:
+            if len(self._items) >= self.maxsize:
+                self._items.pop(next(iter(self._items)))
+            parties = explorer_parties(s.n_parties, s.skew, s.seed, iid=bool(s.iid))
+            self._items[key] = (parties, make_engine(s.engine, parties))
+        return self._items[key]
 
 
-def _engine(settings: Settings, parties):
-    """Reuse the engine (and, for TensorFlow, the data on the device) across redraws."""
-    key = (settings.engine, settings.n_parties, settings.skew, settings.seed, bool(settings.iid))
-    if key not in _ENGINE_CACHE:
-        if len(_ENGINE_CACHE) > 32:
-            _ENGINE_CACHE.clear()
-        _ENGINE_CACHE[key] = make_engine(settings.engine, parties)
-    return _ENGINE_CACHE[key]
+#: The cache the widgets share (one kernel, one class demo).
+CACHE = FederationCache()
 
 
-def simulate(settings: Settings = Settings()) -> Result:
-    """Run the federated training and its references for ``settings`` (pure, deterministic)."""
+def simulate(settings: Settings = Settings(), *, cache: FederationCache | None = CACHE) -> Result:
+    """Run the federated training and its references for ``settings`` (deterministic).
+
+    ``cache`` reuses the parties and engine of an earlier call with the same
+    data settings (the results are the same with ``cache=None``).
+    """
     error = validate(settings)
     if error:
         return Result(settings=settings, error=error)
     s = settings
-    parties = explorer_parties(s.n_parties, s.skew, s.seed, iid=bool(s.iid))
+    if cache is None:
+        parties = explorer_parties(s.n_parties, s.skew, s.seed, iid=bool(s.iid))
+        engine = s.engine
+    else:
+        parties, engine = cache.get(s)
     history = train(parties, lr=s.lr, rounds=s.rounds, local_epochs=s.local_epochs,
-                    fraction=s.fraction, weighting=s.weighting, seed=s.seed,
-                    engine=_engine(s, parties))
+                    fraction=s.fraction, weighting=s.weighting, seed=s.seed, engine=engine)
     X, y = explorer_data(s.seed)
     Xt = np.hstack([np.ones((len(y), 1)), X])
     quadratic = (Xt.T @ Xt / len(y), Xt.T @ y / len(y), float(y @ y) / len(y))

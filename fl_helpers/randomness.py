@@ -70,9 +70,11 @@ def _mix(z: np.ndarray) -> np.ndarray:
 
 
 def _party_keys(seed: int, round_: int, parties: np.ndarray) -> np.ndarray:
-    base = _mix(np.array([(int(seed) & _MASK) ^ STREAMS["local"]], dtype=np.uint64))
-    base = _mix(base + np.uint64(int(round_) & _MASK) * _GOLDEN)
-    return _mix(base + (np.asarray(parties, dtype=np.uint64) + np.uint64(1)) * _GOLDEN)
+    """One 64-bit key per party: (seed, round, party) mixed in turn (uint64 arithmetic wraps by design)."""
+    with np.errstate(over="ignore"):
+        base = _mix(np.array([(int(seed) & _MASK) ^ STREAMS["local"]], dtype=np.uint64))
+        base = _mix(base + np.array([int(round_) & _MASK], dtype=np.uint64) * _GOLDEN)
+        return _mix(base + (np.asarray(parties, dtype=np.uint64) + np.uint64(1)) * _GOLDEN)
 
 
 def local_uniforms(seed: int, round_: int, parties, counts) -> np.ndarray:

@@ -97,10 +97,10 @@ class RoundInfo:
     server_state: object = None
 
 
-def _hook(name: str, value, *, required: tuple[str, ...] = ()):
+def _hook(name: str, value):
     if value is None:
         return None
-    if not callable(value) and not all(hasattr(value, a) for a in required):
+    if not callable(value):
         raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
     return value
 

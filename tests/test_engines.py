@@ -1,4 +1,9 @@
-"""fl_helpers.engines: the loop and vectorized numpy engines compute the same local work."""
+"""fl_helpers.engines: the loop and vectorized numpy engines compute the local work a hand-written loop does.
+
+The reference, :func:`hand_local_update`, is written out here (MSE gradient and
+minibatch loop by hand), independent of ``fl_helpers.parties.local_sgd`` which
+both the loop engine and ``Party.local_update`` use.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,21 @@ from fl_helpers.engines.vectorized import VectorizedEngine
 NUMPY_ENGINES = ["loop", "vectorized"]
 
 
+def hand_local_update(X, y, theta, *, lr, epochs, batch_size, keys=None):
+    """Local gradient descent written out: sum of the step gradients 2/b X~^T (X~ theta_i - y)."""
+    Xt = np.hstack([np.ones((len(y), 1)), X])
+    local, total, m = np.array(theta, dtype=float), np.zeros(len(theta)), len(y)
+    for epoch in range(epochs):
+        order = np.arange(m) if keys is None else np.argsort(keys[epoch * m:(epoch + 1) * m], kind="stable")
+        b = m if batch_size is None else batch_size
+        for start in range(0, m, b):          # every row, the last batch possibly smaller
+            rows = order[start:start + b]
+            g = 2.0 / len(rows) * Xt[rows].T @ (Xt[rows] @ local - y[rows])
+            local = local - lr * g
+            total = total + g
+    return total
+
+
 # --- the engine interface ---------------------------------------------------------
 
 @pytest.mark.parametrize("name, cls", [("loop", LoopEngine), ("vectorized", VectorizedEngine)])
@@ -20,7 +40,8 @@ def test_make_engine_by_name(unequal_parties, name, cls):
     eng = make_engine(name, unequal_parties)
 
     assert isinstance(eng, cls) and eng.name == name
-    assert isinstance(eng.device, str) and eng.device and eng.itemsize == 8
+    assert isinstance(eng.device, str) and eng.device and eng.dtype == np.float64
+    assert eng.parties == tuple(unequal_parties) and eng.model is fl.models.linear
 
 
 def test_make_engine_returns_an_engine_object_as_it_is(unequal_parties):
@@ -42,33 +63,55 @@ def test_party_losses(unequal_parties, name):
     losses = make_engine(name, unequal_parties).party_losses(theta)
 
     assert losses.shape == (8,)
-    np.testing.assert_allclose(losses, [p.loss(theta) for p in unequal_parties], rtol=1e-12)
+    want = [np.mean((p.data[1] - theta[0] - p.data[0] @ theta[1:]) ** 2) for p in unequal_parties]
+    np.testing.assert_allclose(losses, want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", NUMPY_ENGINES)
 @pytest.mark.parametrize("selected", [np.arange(8), np.array([1, 4, 6]), np.array([7]), np.array([0, 2, 3, 5, 7])])
-@pytest.mark.parametrize("epochs, batch_size", [(1, None), (3, None), (2, 5), (1, 100)])
-def test_local_work_equals_party_local_update(unequal_parties, name, selected, epochs, batch_size):
+@pytest.mark.parametrize("epochs, batch_size", [(1, None), (3, None), (2, 5), (1, 100), (2, 7)])
+def test_local_work_equals_a_hand_written_loop(unequal_parties, name, selected, epochs, batch_size):
     theta = np.array([0.3, 0.0, -0.2, 0.1])
     eng = make_engine(name, unequal_parties)
 
-    updates, weights = eng.local_work(theta, selected, lr=0.05, epochs=epochs, batch_size=batch_size,
-                                      rng=np.random.default_rng(0))
+    work = eng.local_work(theta, selected, lr=0.05, epochs=epochs, batch_size=batch_size, seed=0, round=4)
 
-    rng = np.random.default_rng(0)           # the parties draw from one generator, in order
-    want = [unequal_parties[i].local_update(theta, lr=0.05, epochs=epochs, batch_size=batch_size, rng=rng)
-            for i in selected]
-    assert updates.shape == (len(selected), 4) and weights.shape == (len(selected),)
-    np.testing.assert_allclose(updates, [u.update for u in want], rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(weights, [u.weight for u in want])
+    want = []
+    for i in selected:                       # party i's keys: the (seed, round, i) stream of the contract
+        X, y = unequal_parties[i].data
+        keys = fl.randomness.shuffle_keys(0, 4, [i], [len(y)], epochs) if batch_size else None
+        want.append(hand_local_update(X, y, theta, lr=0.05, epochs=epochs, batch_size=batch_size, keys=keys))
+    assert work.updates.shape == (len(selected), 4) and work.weights.shape == (len(selected),)
+    np.testing.assert_allclose(work.updates, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(work.weights, [unequal_parties[i].n_samples for i in selected])
+
+
+@pytest.mark.parametrize("name", NUMPY_ENGINES)
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_full_batch_local_work_returns_the_losses_at_theta_for_free(unequal_parties, name, epochs):
+    theta = np.array([0.3, 0.0, -0.2, 0.1])
+    selected = np.array([0, 3, 6])
+
+    work = make_engine(name, unequal_parties).local_work(theta, selected, lr=0.05, epochs=epochs,
+                                                          batch_size=None)
+
+    want = [np.mean((y - theta[0] - X @ theta[1:]) ** 2) for X, y in (unequal_parties[i].data for i in selected)]
+    np.testing.assert_allclose(work.losses, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NUMPY_ENGINES)
+def test_minibatch_local_work_has_no_free_losses(unequal_parties, name):
+    work = make_engine(name, unequal_parties).local_work(np.zeros(4), np.arange(8), lr=0.05, epochs=1,
+                                                         batch_size=3, seed=0)
+
+    assert work.losses is None
 
 
 @pytest.mark.parametrize("name", NUMPY_ENGINES)
 def test_local_work_leaves_theta_untouched(unequal_parties, name):
     theta = fl.broadcast(np.array([0.3, 0.0, -0.2, 0.1]), np.arange(8))     # read-only
 
-    make_engine(name, unequal_parties).local_work(theta, np.arange(8), lr=0.1, epochs=2, batch_size=3,
-                                                  rng=np.random.default_rng(0))
+    make_engine(name, unequal_parties).local_work(theta, np.arange(8), lr=0.1, epochs=2, batch_size=3, seed=0)
 
     np.testing.assert_array_equal(theta, [0.3, 0.0, -0.2, 0.1])
 
@@ -137,21 +180,16 @@ def test_vectorized_engine_handles_ten_thousand_parties():
     theta0 = np.array([0.5, -0.5, 0.25, 1.0])
 
     h = fl.fedavg(parties, lr=lr, rounds=1, local_epochs=epochs, batch_size=batch_size,
-                  theta0=theta0, seed=seed, engine="vectorized")
-    work = make_engine("vectorized", parties).local_work(
-        theta0, np.arange(n_parties), lr=lr, epochs=epochs, batch_size=batch_size,
-        rng=np.random.default_rng(seed))           # fraction=1 draws nothing before the local work
-    updates, weights = work
+                  theta0=theta0, seed=seed, engine="vectorized", keep_updates=True)
+    updates = h.updates[0]
 
     assert updates.shape == (n_parties, 4) and h.party_losses.shape == (2, n_parties)
-    np.testing.assert_array_equal(weights, np.full(n_parties, 5.0))
-    # the server step is the weighted mean of these updates
+    # the server step is the weighted mean of these updates (equal sizes: the plain mean)
     np.testing.assert_allclose(h.theta, theta0 - lr * updates.mean(axis=0), rtol=1e-12)
-    # each party's update is what that party computes on its own, with its share of the random draws:
-    # party i's shuffles come after the epochs * m draws of the parties before it
+    # each party's update is what a hand-written loop computes with that party's own keys
     for i in np.random.default_rng(1).choice(n_parties, size=25, replace=False):
-        rng = np.random.default_rng(seed)
-        rng.random(epochs * m * i)
-        want = parties[i].local_update(theta0, lr=lr, epochs=epochs, batch_size=batch_size, rng=rng)
-        np.testing.assert_allclose(updates[i], want.update, rtol=1e-10, atol=1e-12)
-        assert h.party_losses[1, i] == pytest.approx(parties[i].loss(h.theta), rel=1e-10)
+        Xi, yi = parties[i].data
+        keys = fl.randomness.shuffle_keys(seed, 1, [i], [m], epochs)
+        want = hand_local_update(Xi, yi, theta0, lr=lr, epochs=epochs, batch_size=batch_size, keys=keys)
+        np.testing.assert_allclose(updates[i], want, rtol=1e-10, atol=1e-12)
+        assert h.party_losses[1, i] == pytest.approx(np.mean((yi - h.theta[0] - Xi @ h.theta[1:]) ** 2), rel=1e-10)

@@ -77,9 +77,9 @@ def test_one_full_batch_epoch_update_is_exactly_the_gradient(party):
 def test_update_is_the_model_change_over_lr(party, epochs, batch_size, with_rng):
     theta = np.array([0.5, -0.5, 1.0, 0.0])
     lr = 0.03
-    rng = np.random.default_rng(0) if with_rng else None
+    seed = 0 if with_rng else None
 
-    out = party.local_update(theta, lr=lr, epochs=epochs, batch_size=batch_size, rng=rng)
+    out = party.local_update(theta, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed)
 
     np.testing.assert_allclose(out.update, (theta - out.theta) / lr, rtol=1e-10, atol=1e-12)
     assert out.weight == party.n_samples == 11
@@ -100,28 +100,29 @@ def test_several_full_batch_epochs_by_hand(party):
     np.testing.assert_allclose(out.update, total, rtol=1e-14)
 
 
-def test_minibatch_order_is_argsort_of_rng_random(party):
-    """Epoch e visits the samples in the order argsort(rng.random(m)), batch by batch."""
+def test_minibatch_order_is_argsort_of_the_partys_own_keys(party):
+    """Epoch e visits the samples in the order argsort(keys of epoch e), batch by batch.
+
+    The keys are party ``index``'s local stream in round ``round`` (the randomness contract).
+    """
     theta = np.array([0.2, 0.0, -0.1, 0.3])
     lr, epochs, batch_size, m = 0.05, 2, 4, party.n_samples
     X, y = party.data
 
-    manual_rng = np.random.default_rng(42)
+    keys = fl.randomness.local_uniforms(42, 3, [5], [epochs * m])
     local, total = theta.copy(), np.zeros(4)
-    for _ in range(epochs):
-        order = np.argsort(manual_rng.random(m))
+    for e in range(epochs):
+        order = np.argsort(keys[e * m:(e + 1) * m])
         for batch in (order[0:4], order[4:8], order[8:11]):      # last batch smaller: 11 = 4 + 4 + 3
-            g = mse_gradient(local, X[batch], y[batch])
+            Xb = np.hstack([np.ones((len(batch), 1)), X[batch]])      # the gradient written out
+            g = 2.0 / len(batch) * Xb.T @ (Xb @ local - y[batch])
             local = local - lr * g
             total = total + g
 
-    rng = np.random.default_rng(42)
-    out = party.local_update(theta, lr=lr, epochs=epochs, batch_size=batch_size, rng=rng)
+    out = party.local_update(theta, lr=lr, epochs=epochs, batch_size=batch_size, seed=42, round=3, index=5)
 
-    np.testing.assert_allclose(out.theta, local, rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(out.update, total, rtol=1e-14, atol=1e-15)
-    # it drew exactly `epochs` vectors of m numbers: both generators are now in the same state
-    assert rng.random() == manual_rng.random()
+    np.testing.assert_allclose(out.theta, local, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(out.update, total, rtol=1e-13, atol=1e-15)
 
 
 def test_minibatches_without_rng_follow_the_data_order(party):
@@ -138,18 +139,21 @@ def test_minibatches_without_rng_follow_the_data_order(party):
 
 def test_shuffling_changes_the_path(party):
     theta = np.zeros(4)
-    a = party.local_update(theta, lr=0.1, epochs=1, batch_size=3, rng=np.random.default_rng(1))
-    b = party.local_update(theta, lr=0.1, epochs=1, batch_size=3, rng=np.random.default_rng(2))
-    c = party.local_update(theta, lr=0.1, epochs=1, batch_size=3, rng=np.random.default_rng(1))
+    a = party.local_update(theta, lr=0.1, epochs=1, batch_size=3, seed=1)
+    b = party.local_update(theta, lr=0.1, epochs=1, batch_size=3, seed=2)
+    c = party.local_update(theta, lr=0.1, epochs=1, batch_size=3, seed=1)
+    d = party.local_update(theta, lr=0.1, epochs=1, batch_size=3, seed=1, round=2)
+    e = party.local_update(theta, lr=0.1, epochs=1, batch_size=3, seed=1, index=1)
 
     assert not np.allclose(a.theta, b.theta)
+    assert not np.allclose(a.theta, d.theta) and not np.allclose(a.theta, e.theta)   # keyed by round, index
     np.testing.assert_array_equal(a.theta, c.theta)
 
 
 def test_batch_larger_than_the_data_is_one_full_batch_step(party):
     theta = np.array([1.0, 1.0, 1.0, 1.0])
 
-    out = party.local_update(theta, lr=0.1, epochs=1, batch_size=1000, rng=np.random.default_rng(0))
+    out = party.local_update(theta, lr=0.1, epochs=1, batch_size=1000, seed=0)
 
     np.testing.assert_allclose(out.update, party.gradient(theta), rtol=1e-13)
 
@@ -158,7 +162,7 @@ def test_local_update_leaves_the_broadcast_model_untouched(party):
     theta = np.array([0.1, 0.2, 0.3, 0.4])
     theta.setflags(write=False)                 # what broadcast() sends is read-only
 
-    out = party.local_update(theta, lr=0.1, epochs=2, batch_size=2, rng=np.random.default_rng(0))
+    out = party.local_update(theta, lr=0.1, epochs=2, batch_size=2, seed=0)
 
     np.testing.assert_array_equal(theta, [0.1, 0.2, 0.3, 0.4])
     assert not np.shares_memory(out.theta, theta)

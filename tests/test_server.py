@@ -87,13 +87,20 @@ def test_uniform_fedsgd_on_unequal_parties_is_not_centralized_gd(unequal_parties
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("weighting", ["samples", "uniform"])
-def test_fedavg_one_full_batch_epoch_is_fedsgd(unequal_parties, engine, weighting):
+def test_fedavg_one_full_batch_epoch_is_gradient_descent_with_the_weights(unequal_parties, engine, weighting):
+    """FedAvg with E = 1, full batch: theta <- theta - lr sum_i w_i grad L_i(theta), written out here."""
     a = fl.fedavg(unequal_parties, lr=0.05, rounds=25, local_epochs=1, batch_size=None,
                   weighting=weighting, seed=0, engine=engine)
-    b = fl.fedsgd(unequal_parties, lr=0.05, rounds=25, weighting=weighting, engine=engine)
 
-    np.testing.assert_array_equal(a.thetas, b.thetas)
-    np.testing.assert_array_equal(a.losses, b.losses)
+    sizes = np.array([p.n_samples for p in unequal_parties], dtype=float)
+    w = sizes / sizes.sum() if weighting == "samples" else np.full(len(sizes), 1 / len(sizes))
+    data = [(np.hstack([np.ones((p.n_samples, 1)), p.data[0]]), p.data[1]) for p in unequal_parties]
+    theta, thetas = np.zeros(4), [np.zeros(4)]
+    for _ in range(25):
+        grads = [2 / len(y) * Xt.T @ (Xt @ theta - y) for Xt, y in data]
+        theta = theta - 0.05 * sum(wi * g for wi, g in zip(w, grads, strict=True))
+        thetas.append(theta)
+    np.testing.assert_allclose(a.thetas, thetas, rtol=0, atol=1e-12)
 
 
 def test_fedavg_server_model_is_the_weighted_mean_of_local_models(unequal_parties):
@@ -253,11 +260,13 @@ def test_divergence_stops_the_run_cleanly(unequal_parties, engine, algorithm, kw
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_divergence_round_is_the_same_for_both_engines(unequal_parties, engine):
+def test_divergence_round_is_where_centralized_gd_diverges(unequal_parties, engine):
+    """Weighted FedSGD is centralized GD, so both must blow up in the same round."""
+    X, y = stacked(unequal_parties)
     h = fl.fedsgd(unequal_parties, lr=10.0, rounds=20, engine=engine)
-    ref = fl.fedsgd(unequal_parties, lr=10.0, rounds=20, engine="loop")
+    ref = fl.centralized_gd(X, y, lr=10.0, rounds=20)
 
-    assert h.diverged_at == ref.diverged_at
+    assert h.diverged_at == ref.diverged_at is not None
     np.testing.assert_allclose(h.losses, ref.losses, rtol=1e-10)
 
 
@@ -277,14 +286,14 @@ def test_train_keeps_the_per_party_updates(unequal_parties):
 def test_train_uses_the_given_aggregator(unequal_parties):
     calls = []
 
-    def first_party_only(updates, weights):
-        calls.append((updates.shape, weights.shape))
+    def first_party_only(updates, weights, *, rng):
+        calls.append((updates.shape, weights.shape, type(rng).__name__))
         return updates[0]
 
     h = fl.train(unequal_parties, lr=0.05, rounds=3, aggregator=first_party_only)
     ref = fl.fedsgd(unequal_parties[:1], lr=0.05, rounds=3)
 
-    assert calls == [((8, 4), (8,))] * 3
+    assert calls == [((8, 4), (8,), "Generator")] * 3
     np.testing.assert_allclose(h.thetas, ref.thetas, rtol=1e-13)
 
 
