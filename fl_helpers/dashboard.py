@@ -1,7 +1,8 @@
 r"""The instructor's live demo: every knob of a federated run on one screen.
 
 A thin layer over :mod:`fl_helpers.explorer` (notebook ``04-live-demo``, also
-served as a code-free app with ``voila notebooks/04-live-demo.ipynb``):
+served as a code-free app with ``voila notebooks/04-live-demo.ipynb``),
+drawn with the widgets' shared :mod:`fl_helpers.rendering`:
 
 - :func:`simulate` is :func:`fl_helpers.explorer.simulate` plus a check that
   the chosen engine is installed;
@@ -34,6 +35,17 @@ import numpy as np
 
 from . import explorer
 from .explorer import LIMITS, Result, Settings
+from .rendering import (
+    ARTISTS,
+    Artists,
+    add_legend,
+    agg_figure,
+    few_ticks,
+    plain_log_axis,
+    power_of_ten,
+    render_png,
+    set_log_limits,
+)
 
 #: Font size of the figure (points at 80 dpi): readable on a projector.
 FONTSIZE = 14
@@ -220,13 +232,26 @@ def new_axes(*, dpi: float = 80):
     Returns ``(loss, path, parties, communication)``. Fixed layout (no
     ``constrained``), so a redraw only updates artists.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11.5, 7.6), dpi=dpi)
-    FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.085, right=0.985, bottom=0.085, top=0.955, wspace=0.22, hspace=0.42)
+    fig = agg_figure((11.5, 7.6), dpi=dpi, left=0.085, right=0.985, bottom=0.085, top=0.955,
+                     wspace=0.22, hspace=0.42)
     return tuple(fig.subplots(2, 2).ravel())
+
+
+def artists_of(ax):
+    """The artists :func:`draw_party_losses` or :func:`draw_communication` made on ``ax``, or None.
+
+    An :class:`fl_helpers.rendering.Artists` mapping: ``"bars"``,
+    ``"global"``, ``"plain"`` and ``"scale"`` (party losses), or ``"line"``
+    and ``"end"`` (communication). The first two panels are the explorer's:
+    :func:`fl_helpers.explorer.artists_of`.
+    """
+    return ARTISTS.get(ax, "dashboard")
+
+
+def note_of(fig):
+    """The figure-wide message :func:`draw` shows for an invalid setting (a ``Text``), or None."""
+    entry = ARTISTS.get(fig, "dashboard note")
+    return None if entry is None else entry["note"]
 
 
 def draw(result: Result, axes=None, *, fontsize: float = FONTSIZE):
@@ -244,7 +269,8 @@ def draw(result: Result, axes=None, *, fontsize: float = FONTSIZE):
         for ax in axes:
             ax.clear()
             ax.set_axis_off()
-            ax._fl_explorer = ax._fl_dashboard = None
+            ARTISTS.forget(ax, "explorer")
+            ARTISTS.forget(ax, "dashboard")
         note.set_text(_wrap(result.error, 70))
         note.set_visible(True)
         return axes
@@ -262,24 +288,24 @@ def _wrap(text: str, width: int) -> str:
 
 
 def _figure_note(fig, fontsize):
-    note = getattr(fig, "_fl_note", None)
+    """The figure-wide message (:func:`note_of`), created hidden on first use."""
+    note = note_of(fig)
     if note is None:
         note = fig.text(0.5, 0.55, "", ha="center", va="center", fontsize=fontsize + 4, color="#b00",
                         visible=False, bbox={"boxstyle": "round,pad=0.8", "facecolor": "#fff4f4",
                                              "edgecolor": "#b00"})
-        fig._fl_note = note
+        ARTISTS.set(fig, "dashboard note", {"note": note})
     return note
 
 
 def _panel(ax, fontsize, build):
-    """The artists of a panel, created by ``build(ax)`` on first use (or after an error)."""
-    art = getattr(ax, "_fl_dashboard", None)
+    """The artists of a panel (:func:`artists_of`), created by ``build(ax)`` on first use (or after an error)."""
+    art = artists_of(ax)
     if art is None:
         ax.clear()
         ax.set_axis_on()
         ax.tick_params(labelsize=fontsize - 1)
-        art = build(ax)
-        ax._fl_dashboard = art
+        art = ARTISTS.set(ax, "dashboard", build(ax))
     return art
 
 
@@ -309,17 +335,18 @@ def draw_party_losses(result: Result, ax, *, fontsize: float = FONTSIZE):
     def build(ax):
         bars = PolyCollection([], edgecolors="white", linewidths=0.5)
         ax.add_collection(bars)
-        art = {
+        # the very mapping stored (ARTISTS.set keeps an Artists as it is): the formatter reads its scale
+        art = Artists({
             "bars": bars,
             "global": ax.axhline(0, color="k", lw=2, label="global loss (mean weighted by mᵢ)"),
             "plain": ax.axhline(0, color="#D55E00", lw=2, ls="--", label="plain mean over parties (1/N)"),
-        }
+        })
         ax.set_xlabel("samples; bar width = party size mᵢ", fontsize=fontsize)
         ax.set_ylabel("party loss Lᵢ(θ)", fontsize=fontsize)
-        explorer.few_ticks(ax.xaxis, ax.yaxis)
+        few_ticks(ax.xaxis, ax.yaxis)
         art["scale"] = 1.0          # ticks show L / scale, the label says the scale (no "1e7" offset text)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / art['scale']:g}"))
-        ax.legend(fontsize=fontsize - 2, loc="upper left", **explorer.LEGEND_STYLE)
+        add_legend(ax, loc="upper left", fontsize=fontsize - 2)
         return art
 
     art = _panel(ax, fontsize, build)
@@ -336,7 +363,7 @@ def draw_party_losses(result: Result, ax, *, fontsize: float = FONTSIZE):
     exponent = int(np.floor(np.log10(top))) if top >= 1e4 else 0
     if art["scale"] != 10.0**exponent:
         art["scale"] = 10.0**exponent
-        suffix = f" (×{explorer.power_of_ten(exponent)})" if exponent else ""
+        suffix = f" (×{power_of_ten(exponent)})" if exponent else ""
         ax.set_ylabel("party loss Lᵢ(θ)" + suffix, fontsize=fontsize)
     ax.set_ylim(0, top)
     return ax
@@ -350,10 +377,10 @@ def draw_communication(result: Result, ax, *, fontsize: float = FONTSIZE):
             "end": ax.plot([], [], "o", color="#0072B2", ms=9)[0],
         }
         ax.set_yscale("log")
-        explorer.plain_log_axis(ax.yaxis)
+        plain_log_axis(ax.yaxis)
         ax.set_xlabel("data sent so far, up + down (kB)", fontsize=fontsize)
         ax.set_ylabel("global loss", fontsize=fontsize)
-        explorer.few_ticks(ax.xaxis)
+        few_ticks(ax.xaxis)
         return art
 
     art = _panel(ax, fontsize, build)
@@ -365,7 +392,7 @@ def draw_communication(result: Result, ax, *, fontsize: float = FONTSIZE):
     ax.set_title(f"loss vs communication: {format_bytes(1e3 * sent[-1])} in {h.rounds} rounds",
                  fontsize=fontsize, y=1.0)
     ax.set_xlim(0, max(sent[-1], 1e-3) * 1.05)
-    explorer.set_log_limits(ax.yaxis, 0.8 * h.losses.min(), 1.5 * h.losses.max())
+    set_log_limits(ax.yaxis, 0.8 * h.losses.min(), 1.5 * h.losses.max())
     return ax
 
 
@@ -373,8 +400,8 @@ def render(result: Result, axes=None, *, fontsize: float = FONTSIZE, small: bool
     """:func:`draw` then PNG bytes of the figure (``small=True``: 256 colours, best compression)."""
     axes = draw(result, axes, fontsize=fontsize)
     if small:
-        return explorer.render_png(axes[0].figure, compress_level=9, palette=True)
-    return explorer.render_png(axes[0].figure)
+        return render_png(axes[0].figure, compress_level=9, palette=True)
+    return render_png(axes[0].figure)
 
 
 def in_voila() -> bool:
@@ -580,7 +607,7 @@ class Dashboard:
         self.result, self.shown = result, settings
         self.redraws += 1
         self.readout.value = readout_html(result)
-        self.image.value = explorer.render_png(self.figure)
+        self.image.value = render_png(self.figure)
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}

@@ -27,6 +27,19 @@ from .data import quantity_sizes
 from .engines import ENGINES, make_engine
 from .parties import Party
 from .reference import centralized_gd, least_squares
+from .rendering import (  # noqa: F401  (re-exported: notebooks and tests import them from here)
+    ARTISTS,
+    LEGEND_STYLE,
+    add_legend,
+    agg_figure,
+    draw_reusing_legends,
+    few_ticks,
+    plain_log_axis,
+    power_of_ten,
+    render_png,
+    set_log_limits,
+    tick_label,
+)
 from .server import n_selected, train
 
 #: Slider ranges (inclusive) shown to students; :func:`simulate` enforces them.
@@ -232,7 +245,14 @@ def simulate(settings: Settings = Settings(), *, cache: FederationCache | None =
 
 @lru_cache(maxsize=64)
 def _centralized(lr: float, rounds: int, seed: int):
-    """Centralized GD on the explorer's data; cached, since most slider moves keep (lr, rounds)."""
+    """Centralized GD on the explorer's data, the dashed reference of every plot.
+
+    Cached in-process with :func:`functools.lru_cache` (the 64 most recent
+    ``(lr, rounds, seed)``), since most slider moves keep them: the
+    :class:`~fl_helpers.History` returned is shared by every :class:`Result`
+    with those values, so treat ``Result.reference`` as read-only.
+    ``_centralized.cache_clear()`` empties the cache.
+    """
     X, y = explorer_data(seed)
     return centralized_gd(X, y, lr=lr, rounds=rounds)
 
@@ -250,8 +270,10 @@ def draw(result: Result, axes=None, *, fontsize: float = 11):
     ``axes`` is a pair of matplotlib Axes. When None, a new figure is made
     outside pyplot (:func:`new_axes`): a notebook shows it as an image only
     once ``matplotlib.pyplot`` has been imported (which registers the PNG
-    display); otherwise pass ``plt.subplots(1, 2)[1]``. Drawing again on the same pair updates the lines in place (a widget redraw
-    then costs a few tens of milliseconds instead of rebuilding every tick).
+    display); otherwise pass ``plt.subplots(1, 2)[1]``. Drawing again on the
+    same pair updates the lines in place (a widget redraw then costs a few
+    tens of milliseconds instead of rebuilding every tick); the artists are
+    found again through :func:`artists_of`.
     An invalid setting or a diverged run is said in words, never drawn as NaN.
     Returns the pair of Axes.
     """
@@ -261,7 +283,7 @@ def draw(result: Result, axes=None, *, fontsize: float = 11):
     if not result.ok:
         _draw_error(result, axes, fontsize)
         return axes
-    art = getattr(ax_loss, "_fl_explorer", None)
+    art = artists_of(ax_loss)
     if art is None:
         art = _build(axes, fontsize)
     h, ref, s = result.history, result.reference, result.settings
@@ -276,7 +298,7 @@ def draw(result: Result, axes=None, *, fontsize: float = 11):
     finite = np.concatenate([ref.losses, h.losses])
     ax_loss.set_xlim(0, max(s.rounds, 1))
     set_log_limits(ax_loss.yaxis, 0.8 * finite.min(), 1.5 * finite.max())
-    ax_loss.legend(fontsize=fontsize - 1, loc="upper right", **LEGEND_STYLE)
+    add_legend(ax_loss, loc="upper right", fontsize=fontsize - 1)
     diverged = h.diverged
     ax_loss.set_title(f"N = {s.n_parties} parties, η = {s.lr:.3g}, E = {s.local_epochs}",
                       fontsize=fontsize, y=1.0)   # a fixed y skips re-measuring the tick labels
@@ -307,7 +329,7 @@ def draw(result: Result, axes=None, *, fontsize: float = 11):
     art["uniform"].set_visible(result.settings.weighting == "uniform"
                                and not np.allclose(theta_u, theta_star, atol=1e-6))
     art["uniform"].set_label("unweighted fixed point θ°" if art["uniform"].get_visible() else "_hidden")
-    ax_path.legend(fontsize=fontsize - 2, loc="lower right", **LEGEND_STYLE)
+    add_legend(ax_path, loc="lower right", fontsize=fontsize - 2)
     ax_path.set_title(f"distance to θ*: {result.distance:.2e}", fontsize=fontsize, y=1.0)
     return axes
 
@@ -315,147 +337,21 @@ def draw(result: Result, axes=None, *, fontsize: float = 11):
 def new_axes(*, dpi: float = 80):
     """A figure (not registered with pyplot) with the explorer's two Axes.
 
-    A fixed layout rather than ``constrained``: re-measuring every label on
-    each redraw would cost more than the simulation itself.
+    A fixed layout rather than ``constrained`` (see :func:`fl_helpers.rendering.agg_figure`).
     """
-    from matplotlib.figure import Figure
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = Figure(figsize=(11, 4.3), dpi=dpi)
-    FigureCanvasAgg(fig)     # one canvas (and pixel buffer) reused by every render_png
-    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.12, top=0.92, wspace=0.2)
+    fig = agg_figure((11, 4.3), dpi=dpi, left=0.07, right=0.985, bottom=0.12, top=0.92, wspace=0.2)
     return fig.subplots(1, 2)
 
 
-def render_png(fig, *, compress_level: int = 1, palette: bool = False) -> bytes:
-    """The figure as PNG bytes, for an ``ipywidgets.Image`` (or IPython's ``Image``).
+def artists_of(ax):
+    """The artists :func:`draw` made on ``ax`` (the loss Axes of its pair), or None.
 
-    Renders with Agg on the figure's own canvas and encodes RGB with light
-    zlib compression: at the explorer's size that is about 10 ms instead of
-    the 20 ms of ``savefig``'s defaults, and no tight bounding box (which would
-    draw everything twice). ``palette=True`` reduces to 256 colours, a file
-    less than half the size for pictures saved in a notebook.
+    An :class:`fl_helpers.rendering.Artists` mapping: ``"fed"``, ``"ref"``
+    and ``"min"`` (loss panel), ``"fed_path"``, ``"ref_path"``, ``"start"``,
+    ``"star"``, ``"uniform"``, ``"contour"`` (path panel), ``"note"``, and
+    ``"limits"``, the plane the contours were drawn for.
     """
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
-
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    draw_reusing_legends(canvas)
-    rgba = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-    image = rgba.convert("RGB")
-    if palette:
-        image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    buf = io.BytesIO()
-    image.save(buf, format="png", compress_level=compress_level)
-    return buf.getvalue()
-
-
-_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def power_of_ten(exponent: int) -> str:
-    """``6`` -> ``'10⁶'`` in plain text (no mathtext)."""
-    return "10" + str(int(exponent)).translate(_SUPERSCRIPT)
-
-
-def tick_label(value: float, _pos=None) -> str:
-    """A log-axis tick in plain text: ``0.5``, ``20``, ``10⁶``, ``2×10⁻⁴``."""
-    if value <= 0 or not np.isfinite(value):
-        return ""
-    if 1e-3 <= value < 1e4:
-        return f"{value:g}"
-    exponent = int(np.floor(np.log10(value) + 1e-9))
-    mantissa = value / 10.0**exponent
-    power = power_of_ten(exponent)
-    return power if abs(mantissa - 1) < 1e-6 else f"{mantissa:g}×{power}"
-
-
-#: Legends the widgets draw: opaque and square, so their pixels can be reused.
-LEGEND_STYLE = {"framealpha": 1.0, "fancybox": False}
-
-
-def _legend_key(legend) -> tuple:
-    """What a legend's pixels depend on in these figures: place, font size, texts."""
-    return (tuple(np.round(legend.axes.bbox.bounds, 3)), str(legend._loc), legend.prop.get_size(),
-            tuple(t.get_text() for t in legend.texts))
-
-
-def draw_reusing_legends(canvas) -> None:
-    """``canvas.draw()``, reusing the legends' pixels when no legend changed.
-
-    Legends are a quarter of a redraw (each entry is text to lay out and
-    rasterize), yet a slider move rarely changes them. After a full draw the
-    *inside* of each opaque legend is copied (it depends only on the entries:
-    :func:`_legend_key`). The next draws with the same legends render the
-    figure without them, draw each legend's frame (fill and border, over the
-    current picture), and paste the copied inside into it: the same pixels as
-    a full draw (tested), in about 30 % less time.
-    """
-    from matplotlib.transforms import Bbox
-
-    fig = canvas.figure
-    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None and ax.get_visible()]
-    legends = [lg for lg in legends if lg.get_visible() and lg.get_frame().get_alpha() == 1.0]
-    key = (canvas.get_width_height(), tuple(_legend_key(lg) for lg in legends))
-    cached = getattr(fig, "_fl_legend_pixels", None)
-    if legends and cached is not None and cached[0] == key:
-        for lg in legends:
-            lg.set_visible(False)
-        try:
-            canvas.draw()
-        finally:
-            for lg in legends:
-                lg.set_visible(True)
-        renderer = canvas.get_renderer()
-        for frame, inside in cached[1]:
-            frame.draw(renderer)
-            canvas.restore_region(inside)
-        return
-    canvas.draw()
-    saved = []
-    for lg in legends:
-        frame = lg.get_frame()          # placed by the draw above, in pixels
-        (x0, y0), (x1, y1) = frame.get_window_extent().get_points()
-        inset = frame.get_linewidth() * fig.dpi / 72 / 2 + 0.5     # half the border, and snapping
-        inside = Bbox.from_extents(np.ceil(x0 + inset), np.ceil(y0 + inset),
-                                   np.floor(x1 - inset), np.floor(y1 - inset))
-        saved.append((frame, canvas.copy_from_bbox(inside)))
-    fig._fl_legend_pixels = (key, saved)
-
-
-def plain_log_axis(axis) -> None:
-    """Log-scale ticks without minor ticks, labelled in plain text (see :func:`tick_label`).
-
-    The default labels are mathtext (:math:`10^{0}`), whose parser costs
-    about 10 ms per redraw.
-    """
-    from matplotlib.ticker import FuncFormatter, NullLocator
-
-    axis.set_minor_locator(NullLocator())
-    axis.set_major_formatter(FuncFormatter(tick_label))
-
-
-def few_ticks(*axes, n: int = 5) -> None:
-    """At most about ``n`` ticks on each linear axis: each tick label costs ~0.5 ms per redraw."""
-    from matplotlib.ticker import MaxNLocator
-
-    for axis in axes:
-        axis.set_major_locator(MaxNLocator(n))
-
-
-def set_log_limits(axis, lo: float, hi: float) -> None:
-    """Set a log axis' view to [lo, hi]; ticks at 1, 2, 5 x 10^k when it spans few decades."""
-    from matplotlib.ticker import LogLocator
-
-    subs = (1.0, 2.0, 5.0) if hi / lo < 300 else (1.0,)
-    axis.set_major_locator(LogLocator(subs=subs, numticks=12))
-    if axis is axis.axes.yaxis:
-        axis.axes.set_ylim(lo, hi)
-    else:
-        axis.axes.set_xlim(lo, hi)
+    return ARTISTS.get(ax, "explorer")
 
 
 def _build(axes, fontsize):
@@ -465,7 +361,7 @@ def _build(axes, fontsize):
         ax.clear()
         ax.set_axis_on()
         ax.tick_params(labelsize=fontsize - 1)
-    art = {
+    art = ARTISTS.set(ax_loss, "explorer", {
         "ref": ax_loss.plot([], [], "--", color="0.45", lw=2, label="centralized GD")[0],
         "fed": ax_loss.plot([], [], color="tab:blue", lw=2, label="federated")[0],
         "min": ax_loss.axhline(1.0, color="tab:green", lw=1, ls=":", label="least-squares minimum"),
@@ -480,7 +376,7 @@ def _build(axes, fontsize):
                              bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:red"}),
         "contour": None,
         "limits": None,
-    }
+    })
     ax_loss.set_yscale("log")
     plain_log_axis(ax_loss.yaxis)      # fewer tick objects, no mathtext: faster redraws
     few_ticks(ax_loss.xaxis, ax_path.xaxis, ax_path.yaxis)
@@ -488,7 +384,6 @@ def _build(axes, fontsize):
     ax_loss.set_ylabel("global training loss (MSE)", fontsize=fontsize)
     ax_path.set_xlabel("θ0 (intercept)", fontsize=fontsize)
     ax_path.set_ylabel("θ1 (slope)", fontsize=fontsize)
-    ax_loss._fl_explorer = art
     return art
 
 
@@ -496,7 +391,7 @@ def _draw_error(result, axes, fontsize):
     for ax in axes:
         ax.clear()
         ax.set_axis_off()
-    axes[0]._fl_explorer = None
+    ARTISTS.forget(axes[0], "explorer")
     axes[0].text(0.02, 0.5, result.error, transform=axes[0].transAxes, color="tab:red",
                  fontsize=fontsize + 1, va="center", wrap=True)
 

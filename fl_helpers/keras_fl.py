@@ -74,6 +74,8 @@ def fedavg_keras(model_fn, parties, *, rounds: int, lr: float, local_epochs: int
     ----------
     model_fn : callable
         Builds the model (``model_fn()`` -> keras.Model); its initial weights are round 0's.
+        A ``keras.Model`` instance is accepted too, but it *keeps* the trained
+        weights: a second call with the same instance starts where the first ended.
     parties : list of Party or (X, y) pairs
         Each party's local data; labels may be integers (classification).
     rounds, lr, local_epochs, batch_size

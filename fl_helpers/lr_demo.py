@@ -155,7 +155,7 @@ def widget(X, y, *, lr: float = 0.1, rounds: int = 150, lr_range=(1e-3, 1.0), ma
     import ipywidgets as w
     from matplotlib.figure import Figure
 
-    from .explorer import render_png
+    from .rendering import render_png
 
     lr_slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
                                  step=0.01, readout_format=".4f", description="η", continuous_update=False)

@@ -191,9 +191,9 @@ def check_parties(parties) -> list[Party]:
     d = {p.n_features for p in parties}
     if len(d) != 1:
         raise ValueError(f"all parties must have the same number of features, got {sorted(d)}")
-    models = {id(p.model): p.model for p in parties}
-    if len(models) != 1:
-        raise ValueError(f"all parties must train the same model object, got {list(models.values())}")
+    first = parties[0].model
+    if any(p.model != first for p in parties):          # GLMs compare by value, Keras models by identity
+        raise ValueError(f"all parties must train the same model, got {sorted({repr(p.model) for p in parties})}")
     return list(parties)
 
 

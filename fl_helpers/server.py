@@ -106,8 +106,9 @@ def _hook(name: str, value):
 
 
 def _server_lr(value) -> Callable[[int], float]:
+    """``server_lr`` as a schedule ``t -> eta_s``, each value checked when it is used."""
     if callable(value):
-        return value
+        return lambda t: valid.positive_float(f"server_lr({t})", value(t))
     lr = valid.positive_float("server_lr", value)
     return lambda _t: lr
 
@@ -157,6 +158,9 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
                              f"its own lr), got {server_lr!r}")
     client_transform = _hook("client_transform", client_transform)
     aggregator = _hook("aggregator", aggregator) or weighted_sum
+    if metrics is not None and not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics must be a dict of name -> function of a RoundInfo, or None, "
+                        f"got {type(metrics).__name__}")
     metrics = dict(metrics or {})
     for name, fn in metrics.items():
         if not isinstance(name, str) or not callable(fn):

@@ -1,8 +1,9 @@
 """What crosses the network: payloads and their size in bytes, measured.
 
 A payload is what one party sends (its update and weight) or receives (the
-model): an ``ndarray``, any object with an ``nbytes`` attribute (a compressed
-update, say), or a tuple, list or dict of those. Its size is the length of
+model): an ``ndarray`` or numpy scalar (in its own dtype), a Python number
+(8 bytes), ``bytes``, any object with a ``wire_arrays()`` method returning
+its arrays (a compressed update, say), or a tuple, list or dict of those. Its size is the length of
 its raw serialisation, :func:`encode`: every array's bytes one after the
 other, in its own dtype. A client transform that sends fewer numbers, or a
 smaller dtype, therefore shows fewer bytes in ``History.bytes_up``.
@@ -22,8 +23,8 @@ import numpy as np
 def _parts(payload):
     if payload is None:
         return
-    if isinstance(payload, np.ndarray):
-        yield payload
+    if isinstance(payload, (np.ndarray, np.generic)):
+        yield np.asarray(payload)
     elif isinstance(payload, (bytes, bytearray)):
         yield np.frombuffer(bytes(payload), dtype=np.uint8)
     elif isinstance(payload, Mapping):

@@ -14,11 +14,11 @@ class LoopEngine:
 
     name = "loop"
     device = "CPU (numpy, one call per party)"
-    dtype = np.dtype(np.float64)
-
     def __init__(self, parties):
         self.parties = tuple(parties)
         self.model = self.parties[0].model
+        # what is sent: float64 for the numpy models, the Keras model's own dtype otherwise
+        self.dtype = np.dtype(getattr(self.model, "dtype", np.float64))
 
     def __repr__(self) -> str:
         return f"LoopEngine(n_parties={len(self.parties)}, model={self.model!r})"
@@ -36,7 +36,8 @@ class LoopEngine:
             weights.append(float(len(y)))       # ... and its weight m_i
             losses.append(loss)
         free = None if batch_size is not None else np.array(losses, dtype=np.float64)
-        return LocalWork(np.array(updates).reshape(len(selected), -1), np.array(weights), free)
+        updates = np.array(updates).reshape(len(selected), -1).astype(self.dtype, copy=False)
+        return LocalWork(updates, np.array(weights), free)
 
     def party_losses(self, theta):
         # the unchecked model loss, not Party.loss: a diverged (non-finite) theta must

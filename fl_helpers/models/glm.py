@@ -106,6 +106,9 @@ class GLM:
     def n_outputs(self, n_classes: int | None = None) -> int:
         """K: 1 for linear and logistic regression, the number of classes for softmax."""
         if self.link != "softmax":
+            if n_classes is not None:
+                raise ValueError(f"n_classes applies to the softmax model only, got n_classes={n_classes!r} "
+                                 f"for the {self.name} model")
             return 1
         k = n_classes if n_classes is not None else self.n_classes
         if k is None:
