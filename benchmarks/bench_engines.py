@@ -1,7 +1,8 @@
 """What does simulating N parties cost, compared with training on the pooled data?
 
-Linear regression, d = 20 features, m = 100 samples per party (IID), N
-parties, lr = 0.1. Every timing is a whole call, as a user makes it, History
+Linear regression, d = 20 features, m = 100 samples per party (IID; with
+``--max-rows``, as ``--gpu`` sets it to 10^7, m = max(10, min(100, 10^7 / N))),
+N parties, lr = 0.1. Every timing is a whole call, as a user makes it, History
 (losses and models of every round) included:
 
     fl.fedsgd(parties, lr=0.1, rounds=R, engine=eng)                   FedSGD
@@ -15,18 +16,24 @@ records its loss too, in the same framework:
     tensorflow engine:                 one compiled tf.function (this file, ``tf_centralized_gd``)
                                        on the engine's device and dtype: R + 1 passes in one call,
                                        each pass X~ theta -> residual -> loss and gradient.
+                                       Also, for tensorflow rows, a second yardstick: the same
+                                       engine code on one party holding all M rows,
+                                       fl.fedsgd([Party(X, y)], lr=0.1, rounds=R, engine=eng1).
 
 ``eng`` is built once per configuration (its build time is its own column,
-like the widget's cached engine); the parties are built once. The numpy
-yardstick ``centralized_gd`` checks and copies X on every call, so R is chosen
-to make a call last about ``--target`` seconds and that setup small.
+like the widget's cached engine); the parties are built once. Both sides of a
+ratio have a fixed cost per call (at N = 10,000: ``centralized_gd`` checks and
+copies X, about 30 ms; ``fedsgd`` checks the N parties and computes the final
+model's loss, about 35 ms), so R is chosen to make a FedSGD call last about
+``--target`` seconds (at least 3 rounds).
 FedSGD's recording is free (its loss comes out of the round's own pass);
 a sampled round also records every party's loss at the new model (one pass
 over all the data), which it cannot get from the sampled work.
 
 Ratios:
     FedSGD / centralized       R FedSGD rounds / R centralized steps
-    FedAvg E=5 / 5 steps       R FedAvg rounds of 5 local epochs / 5R centralized steps
+    FedSGD / 1-party engine    R FedSGD rounds / R rounds of the one-party engine (tensorflow)
+    FedAvg E=5 / 5 steps       R5 = R/5 FedAvg rounds of 5 local epochs / 5 R5 centralized steps
     C=0.1 round / 1 step       R sampled rounds / R centralized steps (full data)
 Each configuration is measured ``--repeats`` times (after a warm-up), the
 federated call and its yardstick in turn (order alternating), and each ratio
@@ -34,10 +41,11 @@ is printed as min / median / max over the repeats, wall clock. The CPU-time
 column is the median ratio of process CPU times, which other programs on a
 shared machine disturb less.
 
-Memory: peak RSS of a fresh subprocess per row (``resource.getrusage``
-``ru_maxrss``), minus that process's peak once the imports were done and the
-data built: what building the engine (or the yardstick's copy) and running
-adds. Only on the CPU (skipped with ``--gpu``, where the column "GPU peak"
+Memory: peak RSS of a fresh subprocess per row (VmHWM of /proc/self/status;
+``resource.getrusage`` where there is no /proc, but on Linux its ru_maxrss
+starts at the parent's peak), minus that process's peak once the imports were
+done and the data built: what building the engine (or the yardstick's copy)
+and running adds. Only on the CPU (skipped with ``--gpu``, where the column "GPU peak"
 of the main table reports ``tf.config.experimental.get_memory_info``).
 
 Usage:
@@ -269,7 +277,7 @@ def tf_centralized_gd(X, y, *, dtype: str, device: str):
     return run
 
 
-def centralized_for(name: str, setup: Setup, eng, args):
+def centralized_for(name: str, setup: Setup, args):
     """``central(rounds) -> final theta``: the yardstick of engine ``name``."""
     if name.startswith("tensorflow"):
         run = tf_centralized_gd(setup.X, setup.y, dtype=name.split()[1], device=setup_device(args))
@@ -345,7 +353,7 @@ def run_config(name: str, setup: Setup, args, tf_device) -> dict:
     eng = build(name, setup.parties, args)
     build_s = time.perf_counter() - start
     parties = setup.parties
-    central = centralized_for(name, setup, eng, args)
+    central = centralized_for(name, setup, args)
 
     def fedsgd(rounds):
         return fl.fedsgd(parties, lr=LR, rounds=rounds, engine=eng)
@@ -364,18 +372,26 @@ def run_config(name: str, setup: Setup, args, tf_device) -> dict:
     sgd = compare(lambda: fedsgd(R), lambda: central(R), args.repeats)
     avg = compare(lambda: fedavg(R5), lambda: central(EPOCHS * R5), args.repeats)
     smp = compare(lambda: sampled(R), lambda: central(R), args.repeats)
+    one = None
+    if name.startswith("tensorflow"):      # the other yardstick: the same engine, all rows in one party
+        pooled = [fl.Party(setup.X, setup.y)]
+        eng1 = build(name, pooled, args)
+        one = compare(lambda: fedsgd(R), lambda: fl.fedsgd(pooled, lr=LR, rounds=R, engine=eng1),
+                      args.repeats).ratios
+        del pooled, eng1
     return dict(
         n=setup.n, m=setup.m, engine=name, device=eng.device, build=build_s, R=R, R5=R5, agree=agree,
         sgd_s=statistics.median(sgd.fed) / R, step_s=statistics.median(sgd.central) / R,
-        sgd=sgd.ratios, sgd_cpu=sgd.cpu_ratio, avg=avg.ratios, sampled=smp.ratios,
+        sgd=sgd.ratios, sgd_cpu=sgd.cpu_ratio, avg=avg.ratios, sampled=smp.ratios, one=one,
         gpu_mib=gpu_memory(tf_device))
 
 
 def row_text(r: dict, gpu: bool) -> str:
     if "skipped" in r:
-        return f"| {r['n']:,} | {r['m']} | {r['engine']} | {r['skipped']} |" + " |" * (8 if gpu else 7)
+        return f"| {r['n']:,} | {r['m']} | {r['engine']} | {r['skipped']} |" + " |" * (9 if gpu else 8)
     cells = [f"{r['n']:,}", str(r["m"]), r["engine"], f"{r['build']:.2g}", f"{r['sgd_s']:.3g}",
-             spread(r["sgd"]), f"{r['sgd_cpu']:.3g}", spread(r["avg"]), spread(r["sampled"]),
+             spread(r["sgd"]), f"{r['sgd_cpu']:.3g}", spread(r["one"]) if r["one"] else "-",
+             spread(r["avg"]), spread(r["sampled"]),
              f"{r['step_s']:.3g}", f"{r['R']} / {r['R5']}"]
     if gpu:
         cells.append("-" if r["gpu_mib"] is None else f"{r['gpu_mib']:,.0f}")
@@ -388,6 +404,18 @@ MEMORY_KINDS = ("centralized numpy", "vectorized", "centralized tensorflow float
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident set size (MiB): VmHWM of /proc/self/status, else ru_maxrss.
+
+    On Linux ``getrusage(RUSAGE_SELF).ru_maxrss`` of a child started by
+    fork + exec starts at the parent's peak (1.2 GiB here, the benchmark's own):
+    VmHWM belongs to the child's own address space, fresh after exec.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
     import resource
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10     # bytes on macOS, KiB on Linux
@@ -499,7 +527,7 @@ def parse(argv=None):
                     help="cap on M = N m: m = max(10, min(100, max_rows // N)) (default: none; 1e7 with --gpu)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per ratio (default 7; --gpu 5; --quick 3)")
     ap.add_argument("--target", type=float, default=None,
-                    help="seconds one timed FedSGD call should last; sets R (default 0.4; --quick 0.1)")
+                    help="seconds one timed FedSGD call should last; sets R (default 0.3; --quick 0.1)")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds; configurations not started by then are skipped (default: none; 300 with --gpu)")
     ap.add_argument("--quick", action="store_true", help="fewer repeats and shorter calls (a smoke test)")
@@ -518,7 +546,7 @@ def parse(argv=None):
     args.max_rows = args.max_rows or (10_000_000 if args.gpu else None)
     args.budget = args.budget or (300.0 if args.gpu else None)
     args.repeats = args.repeats or (3 if args.quick else 5 if args.gpu else 7)
-    args.target = args.target or (0.1 if args.quick else 0.4)
+    args.target = args.target or (0.1 if args.quick else 0.3)
     return args
 
 
@@ -550,7 +578,10 @@ def main(argv=None) -> None:
           "yardstick timed in turn). FedSGD: R rounds / R centralized steps; FedAvg E=5: R5 rounds / "
           f"{EPOCHS} R5 steps; C=0.1: R sampled rounds / R steps over all the data (a sampled round also "
           "records every party's loss: one pass over all the data). CPU: median ratio of process CPU "
-          "times. R chosen so that a FedSGD call lasts about "
+          "times. FedSGD / 1-party engine (tensorflow rows): against `fl.fedsgd([one party holding all "
+          "rows], engine=<a TensorFlowEngine of the same dtype and device>)`, the other centralized "
+          "yardstick in the same framework (same engine code, History included). R chosen so that a "
+          "FedSGD call lasts about "
           f"{args.target:g} s; build: seconds to build the engine (once per row).")
     if tf_device:
         print(f"- TensorFlow's fixed cost of one compiled call (an empty function, result back on the host): "
@@ -580,15 +611,17 @@ def main(argv=None) -> None:
         gc.collect()
 
     gpu = bool(args.gpu)
-    print("| N | m | engine | build s | FedSGD s/round | FedSGD / centralized | CPU | FedAvg E=5 / 5 steps "
-          "| C=0.1 round / 1 step | centralized s/step | R / R5 |" + (" GPU peak MiB |" if gpu else ""))
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if gpu else ""))
+    print("| N | m | engine | build s | FedSGD s/round | FedSGD / centralized | CPU | FedSGD / 1-party engine "
+          "| FedAvg E=5 / 5 steps | C=0.1 round / 1 step | centralized s/step | R / R5 |"
+          + (" GPU peak MiB |" if gpu else ""))
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if gpu else ""))
     print("\n".join(row_text(r, gpu) for r in rows))
 
     done = [r for r in rows if "skipped" not in r]
-    worst = max((r["agree"] for r in done), default=0.0)
-    print(f"\nSanity: FedSGD's final model equals centralized GD's (weighted by samples they are the same "
-          f"algorithm) to a relative {worst:.1g} at most (float32 rows included).")
+    worst = max((r["agree"] for r in done), default=None)
+    if worst is not None:
+        print(f"\nSanity: FedSGD's final model equals centralized GD's (weighted by samples they are the same "
+              f"algorithm) to a relative {worst:.1g} at most (float32 rows included).")
     lines = []
     for engine, n, target in TARGETS:
         for r in done:
@@ -596,7 +629,9 @@ def main(argv=None) -> None:
                 med = statistics.median(r["sgd"])
                 lines.append(f"- {engine}, N = {n:,}: FedSGD / centralized median {med:.3g} "
                              f"(min {min(r['sgd']):.3g}, max {max(r['sgd']):.3g}; CPU time {r['sgd_cpu']:.3g}), "
-                             f"target <= {target:g}: {'met' if med <= target else 'NOT met'}")
+                             f"target <= {target:g}: {'met' if med <= target else 'NOT met'}"
+                             + (f"; against the 1-party engine: median {statistics.median(r['one']):.3g}, "
+                                f"{'met' if statistics.median(r['one']) <= target else 'NOT met'}" if r["one"] else ""))
     if lines:
         print("\nTargets:\n" + "\n".join(lines))
 
@@ -604,8 +639,8 @@ def main(argv=None) -> None:
         mem = memory_rows(args)
         data_mib = MEMORY_AT * M_PER_PARTY * (D + 1) * 8 / 2**20
         print(f"\nMemory at N = {MEMORY_AT:,} (m = {M_PER_PARTY}; the stacked data X~ alone: {data_mib:,.0f} MiB "
-              "in float64, half in float32). Peak RSS of a fresh process per row (resource.getrusage "
-              "ru_maxrss), above its peak once the imports were done and the data built (the parties, or "
+              "in float64, half in float32). Peak RSS of a fresh process per row (VmHWM of "
+              "/proc/self/status), above its peak once the imports were done and the data built (the parties, or "
               "the pooled X for centralized rows): building the engine or the yardstick's copy, then "
               f"2 FedSGD rounds, 1 FedAvg E={EPOCHS} round and 2 sampled rounds (centralized: 2 steps).\n")
         print("| run | peak RSS above the data, MiB | process peak RSS, MiB |")

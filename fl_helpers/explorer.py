@@ -2,7 +2,10 @@ r"""The federated-run explorer: the instructor's main widget (notebooks 02, 03, 
 
 Thin by design: :func:`simulate` is a pure function of :class:`Settings`,
 :func:`draw` a pure function of its :class:`Result`, and :func:`explorer`
-only binds sliders to them. Both are tested without a browser.
+only binds sliders to them. Both are tested without a browser. The drawing
+helpers it shares with the other widgets (PNG rendering, plain log ticks,
+reusable legends, the artists found again on a redraw) live in
+:mod:`fl_helpers.rendering`; they are importable from here too.
 
 The data are one feature, so the whole parameter space is the
 :math:`(\theta_0, \theta_1)` plane drawn as contours. The world is slightly

@@ -31,7 +31,7 @@ engine's dtype, or what its ``client_transform`` returned, and its weight),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +41,7 @@ from . import validation as valid
 from .aggregation import WEIGHTINGS, Aggregate, aggregation_weights, weighted_sum
 from .engines import make_engine
 from .history import History, Recorder
-from .parties import Party, check_parties, initial_theta
+from .parties import check_parties, initial_theta
 
 
 def broadcast(theta: np.ndarray, selected: np.ndarray, *, dtype=np.float64) -> np.ndarray:
@@ -168,7 +168,6 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
     reporters = [h for h in (client_transform, aggregator, server_optimizer) if hasattr(h, "metrics")]
     state = server_optimizer.init(theta) if server_optimizer is not None else None
     sizes = np.array([p.n_samples for p in parties])
-    everyone = np.arange(len(parties))
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         rec = Recorder(sizes)

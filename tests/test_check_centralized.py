@@ -5,10 +5,10 @@ The reference solutions of the exercises live here (not in the notebooks).
 
 import numpy as np
 import pytest
+from checks_helpers import assert_fail, raises
 
 from fl_helpers import check
 from fl_helpers.check.centralized import GLOSSARY, ROUND_STEPS
-from checks_helpers import assert_fail, raises
 
 # ----------------------------------------------------------------- reference solutions
 

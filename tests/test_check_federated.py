@@ -5,10 +5,10 @@ The reference solutions of the exercises live here (not in the notebook).
 
 import numpy as np
 import pytest
+from checks_helpers import assert_fail, assert_pass, raises
 
 import fl_helpers as fl
 from fl_helpers import check
-from checks_helpers import assert_fail, assert_pass, raises
 
 # ----------------------------------------------------------------- reference solutions
 

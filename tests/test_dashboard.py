@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
@@ -10,7 +12,7 @@ from matplotlib.lines import Line2D
 from fl_helpers import check
 from fl_helpers import dashboard as db
 from fl_helpers.check import dashboard as check_db
-from fl_helpers.explorer import LIMITS, Result, Settings
+from fl_helpers.explorer import LIMITS, Result, Settings, explorer_parties
 
 EXTREMES = [
     db.DEFAULT.replace(n_parties=1),
@@ -24,6 +26,35 @@ EXTREMES = [
     db.DEFAULT.replace(n_parties=200, rounds=500, local_epochs=50, lr=0.001),
     db.DEFAULT.replace(engine="loop", n_parties=200, rounds=500, local_epochs=50),   # refused: too slow
 ]
+
+
+def readout_text(html: str, key: str) -> str:
+    """The text a reader sees in the element with ``data-key=key`` (entities decoded)."""
+    class Reader(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.depth, self.parts = 0, []
+
+        def handle_starttag(self, tag, attrs):
+            if self.depth or dict(attrs).get("data-key") == key:
+                self.depth += 1
+
+        def handle_endtag(self, tag):
+            self.depth = max(0, self.depth - 1)
+
+        def handle_data(self, data):
+            if self.depth:
+                self.parts.append(data)
+
+    reader = Reader()
+    reader.feed(html)
+    return "".join(reader.parts)
+
+
+def test_readout_text_reads_what_the_browser_shows():
+    html = "<div data-key='status'>a &lt; b &amp; it&#x27;s <b>done</b></div><div data-key='x'>no</div>"
+    assert readout_text(html, "status") == "a < b & it's done"
+    assert readout_text(html, "missing") == ""
 
 
 def lines_and_bars(axes):
@@ -69,9 +100,19 @@ def test_unweighted_preset_ends_far_from_theta_star_at_its_fixed_point():
     assert r.distance > 0.5
     assert np.linalg.norm(r.history.theta - r.theta_uniform) < 1e-3
     assert r.history.losses[-1] > 1.5 * r.reference.losses[-1]
-    # what 1/N minimises: the plain mean of the party losses is lower at theta_u than at theta*
-    party_losses = r.history.party_losses[-1]
-    assert party_losses.mean() < r.history.losses[-1]
+    # what 1/N minimises: the plain mean of the party losses is lower at theta_u than at theta*,
+    # and the global (size-weighted) loss is lower at theta* (party losses computed here by hand)
+    s = db.preset("unweighted").settings
+    data = [p.data for p in explorer_parties(s.n_parties, s.skew, s.seed, iid=s.iid)]
+    sizes = np.array([len(y) for _, y in data])
+
+    def party_losses(theta):
+        return np.array([np.mean((theta[0] + theta[1] * X[:, 0] - y) ** 2) for X, y in data])
+
+    at_end, at_star = party_losses(r.history.theta), party_losses(r.theta_star)
+    np.testing.assert_allclose(r.history.party_losses[-1], at_end, rtol=1e-12)
+    assert at_end.mean() < at_star.mean()
+    assert sizes @ at_end / sizes.sum() > sizes @ at_star / sizes.sum()
 
 
 def test_diverge_preset_diverges_with_a_message():
@@ -113,7 +154,7 @@ def test_extremes_draw_a_picture_or_a_message(settings):
         assert readouts["rounds"].startswith(f"{r.history.rounds} of {settings.rounds}")
     else:
         assert readouts["loss"] == "-" and "too slow" in r.error
-        assert axes[0].figure._fl_note.get_visible()
+        assert db.note_of(axes[0].figure).get_visible()
     png = db.render(r, axes)
     assert png[:4] == b"\x89PNG"
 
@@ -171,7 +212,7 @@ def test_party_bars_by_hand():
 def test_draw_shows_party_sizes_and_the_global_loss_as_their_weighted_mean():
     r = db.simulate(db.DEFAULT.replace(skew=2.0))
     axes = db.draw(r)
-    art = axes[2]._fl_dashboard
+    art = db.artists_of(axes[2])
     widths = [p.vertices[2, 0] - p.vertices[0, 0] for p in art["bars"].get_paths()]
     np.testing.assert_array_equal(widths, r.sizes)
     heights = [p.vertices[1, 1] for p in art["bars"].get_paths()]
@@ -184,7 +225,7 @@ def test_draw_shows_party_sizes_and_the_global_loss_as_their_weighted_mean():
 def test_draw_communication_is_cumulative_bytes():
     r = db.simulate(db.DEFAULT.replace(n_parties=20, fraction=0.25, rounds=7))
     axes = db.draw(r)
-    x, y = axes[3]._fl_dashboard["line"].get_data()
+    x, y = db.artists_of(axes[3])["line"].get_data()
     per_round = 8 * 5 * (2 * 2 + 1)                       # k = 5 of 20, p = 2
     np.testing.assert_allclose(x, np.arange(8) * per_round / 1e3)
     np.testing.assert_array_equal(y, r.history.losses)
@@ -204,7 +245,7 @@ def test_draw_error_then_ok_again():
     axes = db.new_axes()
     bad = db.simulate(db.DEFAULT.replace(n_parties=0))
     assert db.draw(bad, axes) is axes
-    note = axes[0].figure._fl_note
+    note = db.note_of(axes[0].figure)
     assert note.get_visible() and "n_parties must be between 1 and 200" in note.get_text().replace("\n", " ")
     assert not any(ax.axison for ax in axes) and not lines_and_bars(axes)
     db.draw(db.simulate(db.DEFAULT), axes)
@@ -227,7 +268,8 @@ def test_dashboard_starts_at_default(dash):
     assert dash.redraws == 1
     assert dash.shown == db.DEFAULT
     assert dash.image.value[:4] == b"\x89PNG"
-    assert db.describe(db.DEFAULT) in dash.readout.value.replace("&#x27;", "'")
+    assert readout_text(dash.readout.value, "settings") == db.describe(db.DEFAULT)
+    assert readout_text(dash.readout.value, "status") == dash.result.message
     assert db.HINT in dash.caption.value
 
 
@@ -243,8 +285,8 @@ def test_each_preset_sets_all_knobs_and_redraws_once(dash, key):
         assert knob.value == pytest.approx(getattr(p.settings, name)), name
     assert dash.image.value != image
     assert p.caption in dash.caption.value
-    assert db.describe(p.settings) in dash.readout.value
-    assert dash.result.message in dash.readout.value or "&" in dash.result.message
+    assert readout_text(dash.readout.value, "settings") == db.describe(p.settings)
+    assert readout_text(dash.readout.value, "status") == dash.result.message
 
 
 def test_after_a_preset_a_knob_move_keeps_the_other_knobs(dash):
@@ -276,7 +318,12 @@ def test_log_slider_values_are_rounded_to_the_readout(dash):
 def test_dashboard_extremes(dash, settings):
     dash.apply(settings)
     assert dash.shown == settings
-    assert dash.result.message in dash.readout.value or not dash.result.ok
+    refused = settings.engine == "loop"                   # the one refused as too slow
+    assert dash.result.ok is not refused
+    assert readout_text(dash.readout.value, "status") == dash.result.message
+    if refused:
+        assert dash.result.message.startswith("too slow for the loop engine")
+        assert readout_text(dash.readout.value, "loss") == "final loss" + "-"     # label, no value
     assert dash.image.value[:4] == b"\x89PNG"
 
 
@@ -288,7 +335,7 @@ def test_a_failing_run_is_a_message_not_a_traceback(dash, monkeypatch):
     dash.knobs["rounds"].value = 7
     assert not dash.result.ok
     assert "this run failed: RuntimeError: device lost" in dash.readout.value
-    assert dash.axes[0].figure._fl_note.get_visible()
+    assert db.note_of(dash.axes[0].figure).get_visible()
 
 
 def test_unavailable_engine_falls_back_on_the_knob():

@@ -156,13 +156,48 @@ def test_larger_quantity_skew_gives_more_unequal_sizes():
     assert all(a < b for a, b in zip(ratios, ratios[1:]))
 
 
-def test_quantity_split_uses_quantity_sizes(regression):
+def power_law_sizes(m, n, skew):
+    """The documented rule, written out: one sample each, the other m - n shared in proportion to
+    (i + 1)^-skew by largest remainders (ties to the earlier party)."""
+    shares = [(i + 1) ** -skew for i in range(n)]
+    exact = [(m - n) * s / sum(shares) for s in shares]
+    sizes = [int(e) for e in exact]
+    by_remainder = sorted(range(n), key=lambda i: -(exact[i] - sizes[i]))
+    for i in by_remainder[:m - n - sum(sizes)]:
+        sizes[i] += 1
+    return sorted(1 + s for s in sizes)
+
+
+def test_quantity_split_sizes_by_hand(regression):
+    # m = 120, N = 8, skew 1.5: 112 shared in proportion to 1, 2^-1.5, ..., 8^-1.5 (sum 1.9267):
+    # 58.13, 20.55, 11.19, 7.27, 5.20, 3.96, 3.14, 2.57 -> floors 58, 20, 11, 7, 5, 3, 3, 2 (109);
+    # the 3 left go to the largest remainders .96, .57, .55 (6th, 8th, 2nd) -> 58, 21, 11, 7, 5, 4, 3, 3
     X, y, _ = regression
 
     parties = fl.split(X, y, 8, scheme="quantity", skew=1.5, seed=1)
 
-    expected = quantity_sizes(120, 8, skew=1.5, rng=np.random.default_rng(0))
-    assert sorted(p.n_samples for p in parties) == sorted(expected)
+    assert sorted(p.n_samples for p in parties) == [4, 4, 5, 6, 8, 12, 22, 59]
+    assert power_law_sizes(120, 8, 1.5) == [4, 4, 5, 6, 8, 12, 22, 59]
+
+
+@pytest.mark.parametrize("m, n, skew", [(120, 8, 1.5), (1000, 10, 1.0), (600, 37, 0.7), (50, 50, 2.0),
+                                        (400, 6, 3.0), (97, 5, 0.0)])
+def test_quantity_split_sizes_follow_the_power_law(m, n, skew):
+    X, y, _ = fl.make_regression(m, 2, noise=0.1, seed=0)
+
+    sizes = [p.n_samples for p in fl.split(X, y, n, scheme="quantity", skew=skew, seed=5)]
+
+    assert sorted(sizes) == power_law_sizes(m, n, skew)
+    assert sum(sizes) == m and min(sizes) >= 1
+
+
+def test_quantity_sizes_are_handed_out_in_a_random_order():
+    X, y, _ = fl.make_regression(1000, 2, noise=0.1, seed=0)
+    orders = {tuple(p.n_samples for p in fl.split(X, y, 6, scheme="quantity", skew=1.0, seed=s)) for s in range(8)}
+
+    assert len({tuple(sorted(o)) for o in orders}) == 1               # the same sizes ...
+    assert len(orders) > 1                                            # ... to different parties
+    assert any(list(o) != sorted(o, reverse=True) for o in orders)    # not always the largest first
 
 
 # --- covariate -------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from matplotlib.lines import Line2D
@@ -78,10 +80,24 @@ def test_extreme_outcomes():
     assert r.history.losses[-1] < r.history.losses[0] and r.distance > 1.0   # crawls
 
 
-def test_selected_per_round_matches_the_server():
-    r = ex.simulate(ex.Settings(n_parties=37, fraction=0.3, rounds=3))
-    assert all(len(s) == ex.selected_per_round(37, 0.3) for s in r.history.selected)
-    assert ex.selected_per_round(1, 0.05) == 1 and ex.selected_per_round(10, 1.0) == 10
+@pytest.mark.parametrize("n, fraction, k", [
+    (37, 0.3, 11),        # 11.1 -> 11
+    (37, 0.05, 2),        # 1.85 -> 2
+    (200, 0.05, 10),
+    (10, 0.35, 4),        # 3.5 is a tie; 0.35 x 10 = 3.5000000000000004 in floating point -> 4
+    (13, 0.5, 6),         # 6.5 -> 6 (round half to even) ...
+    (7, 0.5, 4),          # ... 3.5 -> 4
+    (1, 0.05, 1),         # 0.05 -> 0, but at least one party
+    (3, 0.1, 1),
+    (10, 1.0, 10),
+])
+def test_selected_per_round_by_hand(n, fraction, k):
+    """max(1, round(fraction x N)) parties a round, counted by hand; the server samples that many."""
+    assert ex.selected_per_round(n, fraction) == k
+    if n >= 3:
+        r = ex.simulate(ex.Settings(n_parties=n, fraction=fraction, rounds=3), cache=None)
+        assert [len(s) for s in r.history.selected] == [k] * 3
+        assert all(len(set(s)) == k and 0 <= s.min() and s.max() < n for s in r.history.selected)
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -148,10 +164,63 @@ def test_iid_split_has_the_same_sizes_and_data_but_mixed_ranges():
     assert spread(iid) > 3.0 > 1.5 > spread(non)          # x in [-2, 2]: width 4 vs neighbouring ranges
 
 
-def test_simulate_is_deterministic():
+def test_simulate_is_deterministic_with_and_without_the_cache():
     s = ex.Settings(n_parties=20, fraction=0.3, local_epochs=3, skew=1.0)
-    a, b = ex.simulate(s), ex.simulate(s)
-    np.testing.assert_array_equal(a.history.thetas, b.history.thetas)
+    fresh = [ex.simulate(s, cache=None) for _ in range(2)]
+    cache = ex.FederationCache()
+    cached = [ex.simulate(s, cache=cache) for _ in range(2)]
+    assert len(cache) == 1
+    for r in fresh[1:] + cached:
+        np.testing.assert_array_equal(r.history.thetas, fresh[0].history.thetas)
+        np.testing.assert_array_equal(r.sizes, fresh[0].sizes)
+
+
+def test_the_cache_keys_on_the_data_settings_and_pairs_each_engine_with_its_parties():
+    cache = ex.FederationCache(maxsize=2)
+    a = ex.Settings(n_parties=6, skew=1.0)
+    parties, engine = cache.get(a)
+    assert len(parties) == 6 and engine.name == "vectorized"
+    assert len(engine.parties) == 6 and all(x is y for x, y in zip(engine.parties, parties, strict=True))
+    # knobs of the run, not of the data: the same entry
+    for same in (a.replace(lr=0.5), a.replace(rounds=3, local_epochs=4), a.replace(fraction=0.5),
+                 a.replace(weighting="uniform")):
+        got = cache.get(same)
+        assert got[0] is parties and got[1] is engine
+    assert len(cache) == 1
+    # knobs of the data or the engine: another entry each, at most maxsize, least recently used out
+    for other in (a.replace(engine="loop"), a.replace(n_parties=7), a.replace(skew=2.0), a.replace(seed=1),
+                  a.replace(iid=True)):
+        cache.get(a)                                      # a: the most recently used
+        got = cache.get(other)
+        assert got[0] is not parties and got[1] is not engine and len(cache) == 2
+        assert all(x is y for x, y in zip(got[1].parties, got[0], strict=True))
+        assert got[1].name == other.engine
+    cache.get(a)
+    b = a.replace(n_parties=7)
+    kept = cache.get(b)
+    cache.get(a)                                          # a used after b
+    cache.get(a.replace(seed=1))                          # evicts b, the least recently used
+    assert cache.get(a)[0] is parties
+    assert cache.get(b)[0] is not kept[0]
+    cache.clear()
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize("maxsize, error, words", [(0, ValueError, "maxsize must be an integer in [1, inf], got 0"),
+                                                   (1.5, TypeError, "maxsize must be an integer, got 1.5")])
+def test_cache_size_must_be_a_positive_integer(maxsize, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        ex.FederationCache(maxsize=maxsize)
+
+
+def test_a_cached_engine_is_only_used_with_its_own_parties():
+    """Settings that differ only in data would need other parties: the cache never mixes them up."""
+    cache = ex.FederationCache()
+    for n in (5, 6, 5):
+        parties, engine = cache.get(ex.Settings(n_parties=n))
+        assert len(engine.parties) == n and engine.parties[0] is parties[0]
+    r = ex.simulate(ex.Settings(n_parties=5, skew=2.0, weighting="uniform", rounds=300), cache=cache)
+    np.testing.assert_allclose(r.history.theta, r.theta_uniform, atol=1e-6)
 
 
 def test_engines_agree():
@@ -168,7 +237,7 @@ def test_draw_updates_the_same_artists_in_place():
     before = set(map(id, all_lines(axes)))
     r = ex.simulate(ex.Settings(n_parties=30, rounds=40, lr=0.2))
     assert ex.draw(r, axes) is axes
-    fed = axes[0]._fl_explorer["fed"]
+    fed = ex.artists_of(axes[0])["fed"]
     assert id(fed) in before
     np.testing.assert_array_equal(fed.get_ydata(), r.history.losses)
     assert axes[0].get_title() == "N = 30 parties, η = 0.2, E = 1"
@@ -180,7 +249,7 @@ def test_draw_after_an_error_rebuilds():
     ex.draw(ex.simulate(ex.Settings(n_parties=0)), axes)
     r = ex.simulate(ex.Settings())
     ex.draw(r, axes)
-    assert axes[0].axison and axes[0]._fl_explorer is not None
+    assert axes[0].axison and ex.artists_of(axes[0]) is not None
     assert_finite_lines(axes)
 
 

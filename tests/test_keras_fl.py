@@ -7,27 +7,20 @@ Without TensorFlow the module skips, except under ``CI=true``, where it fails.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from optional import TF_MISSING, has_tensorflow, in_ci
 
 import fl_helpers as fl
 from fl_helpers import models
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-if importlib.util.find_spec("tensorflow") is None:
-    if _in_ci():
-        pytest.fail("TensorFlow is not installed (pip install -e '.[cpu]'); CI=true: the Keras tests must run here",
-                    pytrace=False)
-    pytest.skip("TensorFlow is not installed (pip install -e '.[cpu]')", allow_module_level=True)
+if not has_tensorflow():
+    if in_ci():
+        pytest.fail(f"{TF_MISSING}; CI=true: the Keras tests must run here", pytrace=False)
+    pytest.skip(TF_MISSING, allow_module_level=True)
 
 from fl_helpers.keras_fl import KerasHistory, fedavg_keras, party_data  # noqa: E402
 from fl_helpers.models import KerasModel  # noqa: E402

@@ -4,8 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from fl_helpers import make_regression
-from fl_helpers import lr_demo
+from fl_helpers import lr_demo, make_regression
 
 
 @pytest.fixture

@@ -24,10 +24,43 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 # --- import fl_helpers never imports TensorFlow -------------------------------------------
 
+#: The light core: importing any of these loads, of the third-party packages, only what numpy,
+#: matplotlib and ipywidgets load themselves (in fact: numpy only), and never TensorFlow.
+LIGHT_CORE = ("fl_helpers", "fl_helpers.models", "fl_helpers.optim", "fl_helpers.randomness", "fl_helpers.wire",
+              "fl_helpers.tf_env")
+CORE_DEPENDENCIES = ("numpy", "matplotlib", "ipywidgets")
+
+THIRD_PARTY = """
+import sys, importlib
+before = set(sys.modules)
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(*sorted({m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))
+"""
+
+
+def third_party_loaded(*modules: str) -> set[str]:
+    """Top-level non-standard-library packages a fresh interpreter loads to import ``modules``."""
+    out = subprocess.run([sys.executable, "-c", THIRD_PARTY, *modules], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
 def test_import_fl_helpers_does_not_import_tensorflow():
     out = run_python("import fl_helpers, sys; assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
                      "assert 'keras' not in sys.modules, 'keras imported'")
     assert out.returncode == 0, out.stderr
+
+
+def test_the_light_core_imports_numpy_matplotlib_and_ipywidgets_only():
+    allowed = third_party_loaded(*CORE_DEPENDENCIES) | {"fl_helpers"}
+    assert {"numpy", "matplotlib", "ipywidgets"} <= allowed
+
+    for module in LIGHT_CORE:
+        loaded = third_party_loaded(module)
+        assert "fl_helpers" in loaded and not loaded & set(TF_MODULES), (module, loaded)
+        assert loaded <= allowed, f"import {module} loads {sorted(loaded - allowed)}"
 
 
 IMPORT_ALL = f"""
@@ -67,7 +100,11 @@ def test_every_non_tensorflow_module_imports_without_tensorflow():
     assert out.returncode == 0, out.stderr
     imported = {line.split()[1] for line in out.stdout.splitlines() if line.startswith("imported ")}
     assert {"fl_helpers.check", "fl_helpers.engines", "fl_helpers.engines.loop",
-            "fl_helpers.engines.vectorized", "fl_helpers.server", "fl_helpers.data"} <= imported
+            "fl_helpers.engines.vectorized", "fl_helpers.server", "fl_helpers.data", "fl_helpers.models",
+            "fl_helpers.models.glm", "fl_helpers.optim", "fl_helpers.randomness", "fl_helpers.wire",
+            "fl_helpers.validation", "fl_helpers.aggregation", "fl_helpers.explorer",
+            "fl_helpers.dashboard"} <= imported
+    assert not {"fl_helpers._tf", "fl_helpers._validate"} & imported       # renamed: tf_env, validation
     assert not any("tf_engine" in name for name in imported)
 
 

@@ -15,11 +15,9 @@ moments of U(0, 1).
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
+from optional import require_tensorflow
 
 import fl_helpers as fl
 from fl_helpers import randomness
@@ -34,21 +32,10 @@ SIZES = [5, 59, 22, 6, 12, 4, 8, 4]          # fl.split(..., "quantity", skew=1.
 
 # ----------------------------------------------------------------------------- helpers
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _require_tensorflow() -> None:
-    """Skip without TensorFlow, except under CI=true, where a missing TensorFlow fails."""
-    if importlib.util.find_spec("tensorflow") is None:
-        message = "TensorFlow is not installed (pip install -e '.[cpu]')"
-        if _in_ci():
-            pytest.fail(f"{message} (CI=true: the TensorFlow tests must run here)")
-        pytest.skip(message)
 
 
 def _tf_engine(parties):
-    _require_tensorflow()
+    require_tensorflow()
     return make_engine("tensorflow", parties, dtype="float64", device="cpu")
 
 

@@ -18,29 +18,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from optional import require
 
 import fl_helpers as fl
 from fl_helpers import models
 from fl_helpers.engines import make_engine
+
 # these modules import TensorFlow only when an engine is built (checked below)
-from fl_helpers.engines.tf_engine import (FLOAT32_RTOL, TensorFlowEngine, compiled_functions,
-                                          minibatch_schedule)
+from fl_helpers.engines.tf_engine import FLOAT32_RTOL, TensorFlowEngine, compiled_functions, minibatch_schedule
 from fl_helpers.tf_env import import_keras, import_tensorflow
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
-NO_TF_NEEDED = {"test_import_fl_helpers_does_not_import_tensorflow"}
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+NO_TF_NEEDED = {                            # these run (and must pass) without TensorFlow too
+    "test_import_fl_helpers_does_not_import_tensorflow", "test_the_hand_written_fedavg_is_right_on_one_party",
+    "test_minibatch_schedule_by_hand", "test_bad_parties",
+    "test_minibatch_schedule_shuffles_by_the_keys_party_after_party_epoch_after_epoch"}
 
 
 def _require(ok: bool, message: str) -> None:
-    if not ok:
-        if _in_ci():
-            pytest.fail(f"{message} (CI=true: the TensorFlow tests must run here)")
-        pytest.skip(message)
+    require(ok, message, what="the TensorFlow tests")
 
 
 @pytest.fixture(scope="module")
@@ -179,14 +176,17 @@ def hand_fedavg(kind, data, *, lr, rounds, local_epochs=1, batch_size=None, frac
 
 
 def test_the_hand_written_fedavg_is_right_on_one_party():
-    """One party, one full-batch epoch per round: plain gradient descent, checked by a finite difference."""
+    """The hand-written gradients match finite differences of the hand-written losses, and one party
+    with one full-batch epoch per round is plain gradient descent."""
     X, y, _ = fl.make_regression(30, 2, noise=0.3, seed=0)
-    yc = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3])).astype(float)
-    theta = np.array([0.1, -0.2, 0.3, 0.0, 0.2, -0.1, 0.05, 0.1, -0.3])
     h = 1e-6
-    numeric = [(hand_loss("softmax", theta + h * e, X, yc, 3) - hand_loss("softmax", theta - h * e, X, yc, 3))
-               / (2 * h) for e in np.eye(9)]
-    np.testing.assert_allclose(hand_gradient("softmax", theta, X, yc, 3), numeric, atol=1e-8)
+    for kind in MODELS:
+        target = labels(kind, y)
+        theta = np.linspace(-0.3, 0.3, 3 * K[kind])
+        numeric = [(hand_loss(kind, theta + h * e, X, target, K[kind]) - hand_loss(kind, theta - h * e, X, target,
+                                                                                   K[kind])) / (2 * h)
+                   for e in np.eye(len(theta))]
+        np.testing.assert_allclose(hand_gradient(kind, theta, X, target, K[kind]), numeric, atol=1e-7)
     thetas = hand_fedavg("linear", [(X, y)], lr=0.1, rounds=2)
     step1 = thetas[0] - 0.1 * hand_gradient("linear", thetas[0], X, y, 1)
     np.testing.assert_allclose(thetas[1], step1, rtol=0, atol=0)
@@ -441,7 +441,6 @@ def test_an_engine_built_for_other_parties_is_refused(party_sets, engines):
     assert fl.fedavg(list(parties), lr=0.1, rounds=1, engine=eng).rounds == 1      # the same objects: fine
 
 
-@pytest.mark.skipif(not HAS_TF, reason="needs TensorFlow to look for a GPU")
 def test_gpu_asked_without_a_gpu(tf, party_sets):
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")

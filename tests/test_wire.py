@@ -6,12 +6,11 @@ bytes of each array (``ndarray.tobytes``) and ``struct``.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import struct
 
 import numpy as np
 import pytest
+from optional import require_tensorflow
 
 import fl_helpers as fl
 from fl_helpers import wire
@@ -21,18 +20,6 @@ LR = 0.05
 ROUNDS = 4
 N, P = 8, 4                                       # 8 parties, p = d + 1 = 4 parameters
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _require_tensorflow() -> None:
-    """Skip without TensorFlow, except under CI=true, where a missing TensorFlow fails."""
-    if importlib.util.find_spec("tensorflow") is None:
-        message = "TensorFlow is not installed (pip install -e '.[cpu]')"
-        if _in_ci():
-            pytest.fail(f"{message} (CI=true: the TensorFlow tests must run here)")
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +151,7 @@ def test_payload_without_wire_arrays_is_refused_naming_payload(parties):
 
 
 def test_tensorflow_float32_engine_sends_float32(parties):
-    _require_tensorflow()
+    require_tensorflow()
     from fl_helpers.engines import make_engine
 
     eng = make_engine("tensorflow", parties, dtype="float32", device="cpu")

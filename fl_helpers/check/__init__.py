@@ -10,9 +10,16 @@ every checker accepts them and rejects typical wrong answers.
 """
 
 from ._common import CheckResult
-from .centralized import glossary, mse_gradient, recover_sample_from_gradient, round_order, stable_learning_rate, standardize
-from .federated import local_gradient, unweighted_fixed_point, weighted_aggregate
+from .centralized import (
+    glossary,
+    mse_gradient,
+    recover_sample_from_gradient,
+    round_order,
+    stable_learning_rate,
+    standardize,
+)
 from .dashboard import bytes_per_round, largest_stable_lr
+from .federated import local_gradient, unweighted_fixed_point, weighted_aggregate
 from .tensorflow_ex import segment_gradients, tape_gradient, traced_once
 
 __all__ = [

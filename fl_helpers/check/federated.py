@@ -26,10 +26,6 @@ from ..linear import mse_gradient as _mse_gradient
 from ._common import CheckResult, read_only, regression_cases, run_cases, safe
 
 
-
-
-
-
 def _probe_shape(student: Callable, args):
     try:
         return np.shape(np.asarray(student(*args), dtype=np.float64))

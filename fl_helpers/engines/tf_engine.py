@@ -97,9 +97,10 @@ class TensorFlowEngine:
     Parameters
     ----------
     parties : list of Party
-    dtype : {"float32", "float64"}
-        Number type on the device (and on the wire). float32 (default) is what
-        GPUs are fast at; float64 reproduces the numpy engines to 1e-10.
+    dtype : {"float32", "float64"} or None
+        Number type on the device (and on the wire). float32 (the default for
+        the GLMs) is what GPUs are fast at; float64 reproduces the numpy engines
+        to 1e-10. A Keras model computes in its own dtype (None, or that dtype).
     device : {None, "cpu", "gpu"}
         ``None`` uses the GPU when TensorFlow sees one, else the CPU.
 
@@ -117,18 +118,23 @@ class TensorFlowEngine:
 
     name = "tensorflow"
 
-    def __init__(self, parties, *, dtype: str = "float32", device: str | None = None):
+    def __init__(self, parties, *, dtype: str | None = None, device: str | None = None):
         self.parties = tuple(check_parties(parties))
         self.model = self.parties[0].model
+        if dtype is not None:
+            valid.choice("dtype", dtype, DTYPES)
         self._device, self.device = available_device(device)
         tf = self._tf = import_tensorflow()
         if not hasattr(self.model, "link"):                 # a Keras model: its own compiled gradient
+            if dtype is not None and np.dtype(dtype) != self.model.dtype:
+                raise ValueError(f"dtype must be the Keras model's own dtype ({self.model.dtype.name!r}) or None, "
+                                 f"got {dtype!r}; build the model with dtype={dtype!r} layers instead")
             self._loop = LoopEngine(self.parties)
             self.dtype = self.model.dtype
             self.n_parties = len(self.parties)
             return
         self._loop = None
-        self.dtype = np.dtype(valid.choice("dtype", dtype, DTYPES))
+        self.dtype = np.dtype(dtype or "float32")
         Xs, ys = zip(*(p.data for p in self.parties), strict=True)
         self.sizes = np.array([len(y) for y in ys], dtype=np.int64)
         self.starts = exclusive_cumsum(self.sizes)
@@ -152,8 +158,9 @@ class TensorFlowEngine:
 
     def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1) -> LocalWork:
         if self._loop is not None:
-            work = self._loop.local_work(theta, selected, lr=lr, epochs=epochs, batch_size=batch_size,
-                                         seed=seed, round=round)
+            with self._tf.device(self._device):
+                work = self._loop.local_work(theta, selected, lr=lr, epochs=epochs, batch_size=batch_size,
+                                             seed=seed, round=round)
             return LocalWork(work.updates.astype(self.dtype), work.weights, work.losses)
         tf = self._tf
         selected = np.asarray(selected)
@@ -177,7 +184,8 @@ class TensorFlowEngine:
 
     def party_losses(self, theta):
         if self._loop is not None:
-            return self._loop.party_losses(theta)
+            with self._tf.device(self._device):
+                return self._loop.party_losses(theta)
         tf = self._tf
         with tf.device(self._device):
             losses = call(self.functions.party_losses, self._X, self._Y, self._sizes,
