@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-$(TF)
 ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
 
-.PHONY: help env lab test unit notebooks voila bench browser-deps clean
+.PHONY: help env lab test unit notebooks voila bench gpu-check browser-deps clean
 
 help:
 	@echo "make lab        set up .venv and open the course in JupyterLab"
@@ -20,6 +20,7 @@ help:
 	@echo "make voila      serve the live-demo dashboard with Voila (instructors)"
 	@echo "make notebooks  re-execute and save every notebook (after changing one)"
 	@echo "make bench      run the benchmarks"
+	@echo "make gpu-check  on an NVIDIA GPU machine: GPU build, TensorFlow engine tests and parity on the GPU, N = 1e4..1e6 timings"
 	@echo "GPU=1           with lab/test/bench: use tensorflow[and-cuda] instead of tensorflow-cpu"
 
 $(STAMP): pyproject.toml
@@ -58,6 +59,9 @@ voila: env
 bench: env
 	$(BIN)/python benchmarks/bench_engines.py --threads 1
 	$(BIN)/python benchmarks/bench_widget.py
+
+gpu-check:
+	VENV=$(VENV) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh
 
 # Debian's Chromium for the browser test. As root (CI) it is installed when
 # missing; elsewhere the browser test skips with a message saying how.

@@ -174,7 +174,8 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         info: dict = {}
         for t in range(1, rounds + 2):
             if t <= rounds:
-                selected = sample_parties(len(parties), fraction, randomness.generator(root, "sampling", t))
+                draw = None if fraction == 1.0 else randomness.generator(root, "sampling", t)   # only if used
+                selected = sample_parties(len(parties), fraction, draw)
                 sent = broadcast(theta, selected, dtype=eng.dtype)                     # 1. broadcast
                 work = eng.local_work(sent, selected, lr=lr, epochs=local_epochs,
                                       batch_size=batch_size, seed=root, round=t)    # 2. local work
@@ -189,7 +190,8 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
                 break
             payloads, updates = _transformed(work.updates, selected, client_transform, root, t)
             weights = aggregation_weights(work.weights, weighting)
-            agg = aggregator(updates, weights, rng=randomness.generator(root, "aggregate", t))  # 3. aggregate
+            rng = None if aggregator is weighted_sum else randomness.generator(root, "aggregate", t)
+            agg = aggregator(updates, weights, rng=rng)                                 # 3. aggregate
             mean = agg.mean if isinstance(agg, Aggregate) else np.asarray(agg, dtype=np.float64)
             delta = -(lr * mean)                      # the average model change: sum_i w_i (theta_i - theta)
             old = theta

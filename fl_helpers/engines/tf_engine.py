@@ -295,7 +295,8 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
         scale_m = scale / tf.cast(m, real)
 
         def gradients(Z, Theta):                          # c/m X_i^T (mu(Z_i) - Y_i) for every i
-            G = scale_m * tf.matmul(X3, mean(Z) - Y3, transpose_a=True)
+            R = tf.transpose(mean(Z) - Y3, [0, 2, 1])              # (k, K, m): X3 itself is never transposed
+            G = scale_m * tf.transpose(tf.matmul(R, X3), [0, 2, 1])
             if l2 != 0.0:
                 G += penalty_gradient(Theta)
             return G, tf.reduce_mean(pointwise(Z, Y3), axis=1)

@@ -82,9 +82,9 @@ def batched_gradients(model, X3, Y, Theta=None, *, theta=None, want_loss=False):
     party's loss (n,) at the model used.
     """
     n, m, p = X3.shape
-    if theta is not None:
+    if theta is not None:                          # one model for all: one matrix product for the block
         shared = theta if Y.ndim == 2 else theta.reshape(p, -1)
-        Z = X3 @ shared                            # (n, m[, K]): one product for every party
+        Z = (X3.reshape(n * m, p) @ shared).reshape(Y.shape)
     elif Y.ndim == 2:
         Z = (X3 @ Theta[:, :, None])[:, :, 0]
     else:
