@@ -38,8 +38,8 @@ import time
 
 import matplotlib
 
-from fl_helpers import dashboard, explorer
-from fl_helpers.explorer import Settings
+from fl_helpers.widgets import dashboard, explorer
+from fl_helpers.widgets.explorer import Settings
 
 CASES = [
     ("explorer", Settings(n_parties=10, rounds=100)),

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from optional import require
 
-from fl_helpers import dashboard as db
+from fl_helpers.widgets import dashboard as db
 
 pytestmark = pytest.mark.browser
 

@@ -10,9 +10,9 @@ from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 
 from fl_helpers import check
-from fl_helpers import dashboard as db
+from fl_helpers.widgets import dashboard as db
 from fl_helpers.check import dashboard as check_db
-from fl_helpers.explorer import LIMITS, Result, Settings, explorer_parties
+from fl_helpers.widgets.explorer import LIMITS, Result, Settings, explorer_parties
 
 EXTREMES = [
     db.DEFAULT.replace(n_parties=1),

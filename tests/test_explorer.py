@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.lines import Line2D
 
-from fl_helpers import explorer as ex
+from fl_helpers.widgets import explorer as ex
 from fl_helpers.reference import least_squares
 
 LO, HI = ex.LIMITS["lr"]

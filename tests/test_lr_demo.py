@@ -4,7 +4,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from fl_helpers import lr_demo, make_regression
+from fl_helpers import make_regression
+from fl_helpers.widgets import lr_demo
 
 
 @pytest.fixture

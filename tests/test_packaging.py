@@ -102,8 +102,8 @@ def test_every_non_tensorflow_module_imports_without_tensorflow():
     assert {"fl_helpers.check", "fl_helpers.engines", "fl_helpers.engines.loop",
             "fl_helpers.engines.vectorized", "fl_helpers.server", "fl_helpers.data", "fl_helpers.models",
             "fl_helpers.models.glm", "fl_helpers.optim", "fl_helpers.randomness", "fl_helpers.wire",
-            "fl_helpers.validation", "fl_helpers.aggregation", "fl_helpers.explorer",
-            "fl_helpers.dashboard"} <= imported
+            "fl_helpers.validation", "fl_helpers.aggregation", "fl_helpers.widgets.explorer",
+            "fl_helpers.widgets.dashboard"} <= imported
     assert not {"fl_helpers._tf", "fl_helpers._validate"} & imported       # renamed: tf_env, validation
     assert not any("tf_engine" in name for name in imported)
 

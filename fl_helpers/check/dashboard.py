@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..explorer import explorer_data
+from ..widgets.explorer import explorer_data
 from ..linear import hessian
 from ..parties import Party
 from ..server import train

@@ -5,7 +5,7 @@ Thin by design: :func:`simulate` is a pure function of :class:`Settings`,
 only binds sliders to them. Both are tested without a browser. The drawing
 helpers it shares with the other widgets (PNG rendering, plain log ticks,
 reusable legends, the artists found again on a redraw) live in
-:mod:`fl_helpers.rendering`; they are importable from here too.
+:mod:`fl_helpers.widgets.rendering`; they are importable from here too.
 
 The data are one feature, so the whole parameter space is the
 :math:`(\theta_0, \theta_1)` plane drawn as contours. The world is slightly
@@ -24,12 +24,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import validation as valid
-from .aggregation import WEIGHTINGS
-from .data import quantity_sizes
-from .engines import ENGINES, make_engine
-from .parties import Party
-from .reference import centralized_gd, least_squares
+from .. import validation as valid
+from ..aggregation import WEIGHTINGS
+from ..data import quantity_sizes
+from ..engines import ENGINES, make_engine
+from ..parties import Party
+from ..reference import centralized_gd, least_squares
 from .rendering import (  # noqa: F401  (re-exported: notebooks and tests import them from here)
     ARTISTS,
     LEGEND_STYLE,
@@ -43,7 +43,7 @@ from .rendering import (  # noqa: F401  (re-exported: notebooks and tests import
     set_log_limits,
     tick_label,
 )
-from .server import n_selected, train
+from ..server import n_selected, train
 
 #: Slider ranges (inclusive) shown to students; :func:`simulate` enforces them.
 LIMITS = {
@@ -340,7 +340,7 @@ def draw(result: Result, axes=None, *, fontsize: float = 11):
 def new_axes(*, dpi: float = 80):
     """A figure (not registered with pyplot) with the explorer's two Axes.
 
-    A fixed layout rather than ``constrained`` (see :func:`fl_helpers.rendering.agg_figure`).
+    A fixed layout rather than ``constrained`` (see :func:`fl_helpers.widgets.rendering.agg_figure`).
     """
     fig = agg_figure((11, 4.3), dpi=dpi, left=0.07, right=0.985, bottom=0.12, top=0.92, wspace=0.2)
     return fig.subplots(1, 2)
@@ -349,7 +349,7 @@ def new_axes(*, dpi: float = 80):
 def artists_of(ax):
     """The artists :func:`draw` made on ``ax`` (the loss Axes of its pair), or None.
 
-    An :class:`fl_helpers.rendering.Artists` mapping: ``"fed"``, ``"ref"``
+    An :class:`fl_helpers.widgets.rendering.Artists` mapping: ``"fed"``, ``"ref"``
     and ``"min"`` (loss panel), ``"fed_path"``, ``"ref_path"``, ``"start"``,
     ``"star"``, ``"uniform"``, ``"contour"`` (path panel), ``"note"``, and
     ``"limits"``, the plane the contours were drawn for.

@@ -1,10 +1,10 @@
 r"""The instructor's live demo: every knob of a federated run on one screen.
 
-A thin layer over :mod:`fl_helpers.explorer` (notebook ``04-live-demo``, also
+A thin layer over :mod:`fl_helpers.widgets.explorer` (notebook ``04-live-demo``, also
 served as a code-free app with ``voila notebooks/04-live-demo.ipynb``),
-drawn with the widgets' shared :mod:`fl_helpers.rendering`:
+drawn with the widgets' shared :mod:`fl_helpers.widgets.rendering`:
 
-- :func:`simulate` is :func:`fl_helpers.explorer.simulate` plus a check that
+- :func:`simulate` is :func:`fl_helpers.widgets.explorer.simulate` plus a check that
   the chosen engine is installed;
 - :func:`draw` is a pure function of the result: the explorer's two panels
   (global loss vs rounds with centralized gradient descent, the parameter path
@@ -120,7 +120,7 @@ def available_engines() -> tuple[str, ...]:
 
 
 def simulate(settings: Settings = DEFAULT) -> Result:
-    """:func:`fl_helpers.explorer.simulate`, refusing an engine that is not installed.
+    """:func:`fl_helpers.widgets.explorer.simulate`, refusing an engine that is not installed.
 
     Never raises for a bad setting: the returned result then has ``error`` set
     to a message for the class.
@@ -240,10 +240,10 @@ def new_axes(*, dpi: float = 80):
 def artists_of(ax):
     """The artists :func:`draw_party_losses` or :func:`draw_communication` made on ``ax``, or None.
 
-    An :class:`fl_helpers.rendering.Artists` mapping: ``"bars"``,
+    An :class:`fl_helpers.widgets.rendering.Artists` mapping: ``"bars"``,
     ``"global"``, ``"plain"`` and ``"scale"`` (party losses), or ``"line"``
     and ``"end"`` (communication). The first two panels are the explorer's:
-    :func:`fl_helpers.explorer.artists_of`.
+    :func:`fl_helpers.widgets.explorer.artists_of`.
     """
     return ARTISTS.get(ax, "dashboard")
 
@@ -460,7 +460,7 @@ class Dashboard:
     Attributes
     ----------
     knobs : dict of ipywidgets
-        One widget per :class:`~fl_helpers.explorer.Settings` field (not ``seed``).
+        One widget per :class:`~fl_helpers.widgets.explorer.Settings` field (not ``seed``).
     preset_buttons : dict of ipywidgets.Button, by preset key; reset_button
     image : ipywidgets.Image
         The plot (CSS class ``fl-plot``); its PNG bytes change on every redraw.

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import validation as valid
-from .history import History
-from .linear import hessian, mse
-from .plotting import _dims, plot_loss_contours, plot_losses, quadratic_slice
-from .reference import centralized_gd
+from .. import validation as valid
+from ..history import History
+from ..linear import hessian, mse
+from ..plotting import _dims, plot_loss_contours, plot_losses, quadratic_slice
+from ..reference import centralized_gd
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The shared drawing layer of the course's widgets: explorer, dashboard, learning-rate demo.
 
-The widgets (:mod:`fl_helpers.explorer`, :mod:`fl_helpers.dashboard`,
-:mod:`fl_helpers.lr_demo`) redraw a matplotlib figure on every slider move
+The widgets (:mod:`fl_helpers.widgets.explorer`, :mod:`fl_helpers.widgets.dashboard`,
+:mod:`fl_helpers.widgets.lr_demo`) redraw a matplotlib figure on every slider move
 and send it to the browser as PNG bytes. What they share lives here:
 
 - figures outside pyplot with their own Agg canvas (:func:`agg_figure`) and

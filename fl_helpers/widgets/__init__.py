@@ -1,0 +1,13 @@
+"""Widgets: the live figures of the course, thin layers over pure functions.
+
+Each widget binds sliders to a pure function that simulates and a pure
+function that draws (``axes`` in, ``axes`` out), both testable without a browser:
+
+explorer    the federated-run explorer of notebooks 02 and 03 (``simulate``, ``draw``, ``explorer``)
+dashboard   the instructor's one-screen live demo of notebook 04 (presets, linked plots, Voila)
+lr_demo     the learning-rate demo of notebook 01
+rendering   their shared drawing layer (PNG rendering, legend reuse, the artist cache)
+
+Import the one you need (``from fl_helpers.widgets import explorer``); this
+package imports none of them by itself.
+"""
