@@ -29,7 +29,9 @@ Engines
 ``"tensorflow"``
     All parties in one compiled TensorFlow function, GPU when available
     (:mod:`.tf_engine`, imported only when asked for); the GLMs, and Keras
-    models one party at a time through their compiled gradient.
+    models: a Sequential of Dense layers with all parties' weights stacked in
+    one compiled call (:mod:`.keras_batched`), any other Keras model one party
+    at a time through its compiled gradient.
 """
 
 from __future__ import annotations

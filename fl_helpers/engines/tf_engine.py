@@ -34,7 +34,9 @@ with :math:`c`, :math:`\mu`, :math:`\ell` and the L2 term taken from the model
 (:meth:`~fl_helpers.models.GLM.tf_ops`). The first full-batch epoch also
 returns every party's loss at the broadcast model (its residual is already
 there), so recording costs nothing. A Keras model (:func:`fl_helpers.models.keras`)
-runs one party at a time through its compiled gradient.
+that is a Sequential of Dense layers runs all selected parties in one compiled call too,
+with batched per-party weights (:mod:`.keras_batched`); any other Keras model runs one
+party at a time through its compiled gradient (``device`` says which).
 
 Agreement with :class:`~fl_helpers.engines.vectorized.VectorizedEngine`:
 ``dtype="float64"`` to 1e-10 (tested). ``dtype="float32"`` (the default, the
@@ -129,11 +131,20 @@ class TensorFlowEngine:
             if dtype is not None and np.dtype(dtype) != self.model.dtype:
                 raise ValueError(f"dtype must be the Keras model's own dtype ({self.model.dtype.name!r}) or None, "
                                  f"got {dtype!r}; build the model with dtype={dtype!r} layers instead")
-            self._loop = LoopEngine(self.parties)
+            # --- Keras models (keras_batched.py): Sequential-of-Dense batched, else one party at a time ---
+            from . import keras_batched
+            reason = keras_batched.unsupported(self.model)
+            if reason is None:
+                self._keras = keras_batched.BatchedKeras(self.parties, self._device)
+                self.device = f"{self.device}, {keras_batched.DESCRIPTION}"
+            else:
+                self._keras = LoopEngine(self.parties)
+                self.device = f"{self.device}, {keras_batched.FALLBACK} ({reason})"
             self.dtype = self.model.dtype
             self.n_parties = len(self.parties)
             return
-        self._loop = None
+            # --- end of the Keras branch ---
+        self._keras = None
         self.dtype = np.dtype(dtype or "float32")
         Xs, ys = zip(*(p.data for p in self.parties), strict=True)
         self.sizes = np.array([len(y) for y in ys], dtype=np.int64)
@@ -157,10 +168,10 @@ class TensorFlowEngine:
                 f"device={self.device!r})")
 
     def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1) -> LocalWork:
-        if self._loop is not None:
+        if self._keras is not None:                     # a Keras model (see __init__)
             with self._tf.device(self._device):
-                work = self._loop.local_work(theta, selected, lr=lr, epochs=epochs, batch_size=batch_size,
-                                             seed=seed, round=round)
+                work = self._keras.local_work(theta, selected, lr=lr, epochs=epochs, batch_size=batch_size,
+                                              seed=seed, round=round)
             return LocalWork(work.updates.astype(self.dtype), work.weights, work.losses)
         tf = self._tf
         selected = np.asarray(selected)
@@ -183,9 +194,9 @@ class TensorFlowEngine:
         return LocalWork(updates.numpy(), sizes.astype(np.float64), losses)
 
     def party_losses(self, theta):
-        if self._loop is not None:
+        if self._keras is not None:                     # a Keras model (see __init__)
             with self._tf.device(self._device):
-                return self._loop.party_losses(theta)
+                return self._keras.party_losses(theta)
         tf = self._tf
         with tf.device(self._device):
             losses = call(self.functions.party_losses, self._X, self._Y, self._sizes,

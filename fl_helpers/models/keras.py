@@ -142,7 +142,10 @@ def _build(model_fn, loss) -> dict:
             v.assign(tf.reshape(piece, shape))
 
     def mean_loss(X, y):
-        return tf.reduce_mean(per_sample(y, model(X, training=True)))
+        out = model(X, training=True)
+        if out.shape[-1] == 1:                 # one output: labels (m,) as a column, like the outputs (m, 1)
+            y = tf.reshape(y, [-1, 1])
+        return tf.reduce_mean(per_sample(y, out))
 
     @tf.function(input_signature=[vector, matrix])
     def predict(theta, X):
