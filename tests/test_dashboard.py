@@ -10,8 +10,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.lines import Line2D
 
 from fl_helpers import check
-from fl_helpers.widgets import dashboard as db
 from fl_helpers.check import dashboard as check_db
+from fl_helpers.widgets import dashboard as db
 from fl_helpers.widgets.explorer import LIMITS, Result, Settings, explorer_parties
 
 EXTREMES = [

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.lines import Line2D
 
-from fl_helpers.widgets import explorer as ex
 from fl_helpers.reference import least_squares
+from fl_helpers.widgets import explorer as ex
 
 LO, HI = ex.LIMITS["lr"]
 

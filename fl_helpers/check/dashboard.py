@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..widgets.explorer import explorer_data
 from ..linear import hessian
 from ..parties import Party
 from ..server import train
+from ..widgets.explorer import explorer_data
 from ._common import CheckResult, run_cases
 
 #: An answer within this factor below the limit passes (the slider's steps are 12 % apart).

@@ -30,6 +30,7 @@ from ..data import quantity_sizes
 from ..engines import ENGINES, make_engine
 from ..parties import Party
 from ..reference import centralized_gd, least_squares
+from ..server import n_selected, train
 from .rendering import (  # noqa: F401  (re-exported: notebooks and tests import them from here)
     ARTISTS,
     LEGEND_STYLE,
@@ -43,7 +44,6 @@ from .rendering import (  # noqa: F401  (re-exported: notebooks and tests import
     set_log_limits,
     tick_label,
 )
-from ..server import n_selected, train
 
 #: Slider ranges (inclusive) shown to students; :func:`simulate` enforces them.
 LIMITS = {
