@@ -296,6 +296,23 @@ def test_a_dense1_linear_model_equals_the_loop_engine_and_linear_regression():
     np.testing.assert_allclose(got.thetas[:, [3, 0, 1, 2]], glm.thetas, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("kw", [dict(local_epochs=2), dict(local_epochs=2, batch_size=8, fraction=0.5, seed=2)])
+def test_one_feature_dense1_keeps_its_shapes_through_the_loop(kw):
+    """A (1, 1) kernel: the einsum gradient must not lose its static sizes in the while loop (notebook 03)."""
+    keras = _keras()
+    m = models.keras(lambda: keras.Sequential([keras.Input((1,), dtype="float64"),
+                                               keras.layers.Dense(1, kernel_initializer="zeros",
+                                                                  dtype="float64")]), loss="mse")
+    X, y, _ = fl.make_regression(80, 1, noise=0.3, seed=5)
+    rows = np.split(np.arange(80), [10, 45])
+
+    got = fl.fedavg([fl.Party(X[r], y[r], model=m) for r in rows], engine="tensorflow", lr=0.1, rounds=3, **kw)
+    glm = fl.fedavg([fl.Party(X[r], y[r]) for r in rows], engine="loop", lr=0.1, rounds=3, **kw)
+
+    assert "batched" in got.device
+    np.testing.assert_allclose(got.thetas[:, [1, 0]], glm.thetas, rtol=0, atol=1e-12)
+
+
 def test_layers_without_bias_and_other_activations_equal_the_loop_engine():
     keras = _keras()
     init = keras.initializers.GlorotUniform(seed=4)

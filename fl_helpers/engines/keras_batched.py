@@ -207,7 +207,10 @@ def _functions(model) -> SimpleNamespace:
                 tape.watch(params)
                 losses = tf.reduce_sum(mask * pointwise(params, Xb, Yb), axis=1) / n
                 objective = tf.reduce_sum(losses)                     # party q's weights reach only losses[q]
-            grads = tape.gradient(objective, params)
+            # einsum's gradient can lose a static size of 1 (a Dense(1) on one feature): restore it,
+            # so every loop variable keeps its shape across iterations
+            grads = [tf.ensure_shape(g, w.shape) for g, w in zip(tape.gradient(objective, params), params,
+                                                                   strict=True)]
             params = [w - lr * g for w, g in zip(params, grads, strict=True)]
             totals = [t + g for t, g in zip(totals, grads, strict=True)]
             return i + 1, params, totals, tf.where(i == 0, losses, first)
