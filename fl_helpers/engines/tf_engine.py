@@ -264,7 +264,7 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
     from ..models.glm import GLM
 
     tf = import_tensorflow()
-    mean, pointwise = GLM("tf", link, scale, l2=l2).tf_ops(tf)
+    mean, residual_and_loss = GLM("tf", link, scale, l2=l2).tf_ops(tf)
     real = tf.as_dtype(dtype)
     matrix, vector, ints = (tf.TensorSpec([None, None], real), tf.TensorSpec([None], real),
                             tf.TensorSpec([None], tf.int32))
@@ -306,11 +306,12 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
         scale_m = scale / tf.cast(m, real)
 
         def gradients(Z, Theta):                          # c/m X_i^T (mu(Z_i) - Y_i) for every i
-            R = tf.transpose(mean(Z) - Y3, [0, 2, 1])              # (k, K, m): X3 itself is never transposed
-            G = scale_m * tf.transpose(tf.matmul(R, X3), [0, 2, 1])
+            R, loss = residual_and_loss(Z, Y3)
+            # R^T X3 (k, K, p): only the small R is transposed, never X3
+            G = scale_m * tf.transpose(tf.matmul(R, X3, transpose_a=True), [0, 2, 1])
             if l2 != 0.0:
                 G += penalty_gradient(Theta)
-            return G, tf.reduce_mean(pointwise(Z, Y3), axis=1)
+            return G, tf.reduce_mean(loss, axis=1)
 
         def scores_shared(Theta):
             return tf.reshape(tf.matmul(X, Theta), [k, m, K])
@@ -326,11 +327,11 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
         m = tf.cast(sizes, real)
 
         def gradients(Z, Theta):
-            R = mean(Z) - Y
+            R, loss = residual_and_loss(Z, Y)
             G = scale * tf.math.segment_sum(X[:, :, None] * R[:, None, :], seg) / m[:, None, None]
             if l2 != 0.0:
                 G += penalty_gradient(Theta)
-            return G, tf.math.segment_sum(pointwise(Z, Y), seg) / m
+            return G, tf.math.segment_sum(loss, seg) / m
 
         def scores_shared(Theta):
             return tf.matmul(X, Theta)
@@ -381,7 +382,7 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
         """Every party's loss at ``theta`` (N,)."""
         Z = tf.matmul(X, as_matrix(theta, tf.shape(X)[1]))
         seg = tf.repeat(tf.range(tf.size(sizes)), sizes)
-        losses = tf.math.segment_sum(pointwise(Z, Y), seg) / tf.cast(sizes, real)
+        losses = tf.math.segment_sum(residual_and_loss(Z, Y)[1], seg) / tf.cast(sizes, real)
         if l2 != 0.0:
             losses += penalty(theta, tf.shape(X)[1])
         return losses

@@ -233,13 +233,26 @@ class GLM:
         return g
 
     def tf_ops(self, tf):
-        """The same :math:`\\mu` and :math:`\\ell` in TensorFlow, on (..., K) score tensors (the TF engine's)."""
+        """The same model in TensorFlow, for (..., K) score tensors (the TF engine's).
+
+        Returns ``(mean, residual_and_loss)``: :math:`\\mu(Z)`, and ``(R, l)`` with
+        the residual :math:`R = \\mu(Z) - Y` and the pointwise loss :math:`\\ell(z, y)`
+        (for the MSE both come from one difference :math:`Z - Y`).
+        """
         if self.link == "identity":
-            return (lambda Z: Z), (lambda Z, Y: tf.reduce_sum(tf.square(Z - Y), axis=-1))
+            def identity_residual(Z, Y):
+                D = Z - Y
+                return D, tf.reduce_sum(D * D, axis=-1)
+            return (lambda Z: Z), identity_residual
         if self.link == "sigmoid":
-            return tf.sigmoid, (lambda Z, Y: tf.reduce_sum(tf.nn.softplus(Z) - Y * Z, axis=-1))
-        return (lambda Z: tf.nn.softmax(Z, axis=-1),
-                lambda Z, Y: tf.reduce_logsumexp(Z, axis=-1) - tf.reduce_sum(Z * Y, axis=-1))
+            def sigmoid_residual(Z, Y):
+                return tf.sigmoid(Z) - Y, tf.reduce_sum(tf.nn.softplus(Z) - Y * Z, axis=-1)
+            return tf.sigmoid, sigmoid_residual
+
+        def softmax_residual(Z, Y):
+            return (tf.nn.softmax(Z, axis=-1) - Y,
+                    tf.reduce_logsumexp(Z, axis=-1) - tf.reduce_sum(Z * Y, axis=-1))
+        return (lambda Z: tf.nn.softmax(Z, axis=-1)), softmax_residual
 
     def check_labels(self, y: np.ndarray, *, name: str = "y") -> None:
         """Raise ``ValueError`` if ``y`` cannot be this model's labels."""
