@@ -445,11 +445,13 @@ def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mappin
 def plot_round_diagram(ax=None, *, n_parties: int = 3, fontsize: float | None = None):
     r"""The federated round as a picture: one server, ``n_parties`` parties, the round's four blocks.
 
-    1. broadcast :math:`\theta`; 2. local work on the local data, which
-    returns the update :math:`\Delta_i` and the weight :math:`m_i` (arrows up);
-    3. aggregate :math:`\Delta = \sum_i \frac{m_i}{M}\Delta_i`;
-    4. server update :math:`\theta \leftarrow \theta - \eta\Delta`
-    (the blocks of :mod:`fl_helpers.server`).
+    1. broadcast :math:`\theta` (arrows down, labelled with what travels);
+    2. local work, drawn **inside each party's box**, since it happens on the
+    party, on its local data: it computes the update :math:`\Delta_i`, which
+    travels up with the weight :math:`m_i` (arrows up);
+    3. aggregate :math:`\Delta = \sum_i \frac{m_i}{M}\Delta_i` and
+    4. server update :math:`\theta \leftarrow \theta - \eta\Delta`, both in
+    the server's box (the blocks of :mod:`fl_helpers.server`).
 
     The same picture as the notebooks' Mermaid diagram, drawn with matplotlib
     so that it shows wherever a PNG shows. Text is English only (the default
@@ -459,33 +461,40 @@ def plot_round_diagram(ax=None, *, n_parties: int = 3, fontsize: float | None = 
 
     n_parties = valid.integer("n_parties", n_parties, minimum=1, maximum=5)
     fontsize = _check_fontsize(fontsize) or 10.0
-    ax = _new_axes(figsize=(9.5, 5.2)) if ax is None else ax
+    ax = _new_axes(figsize=(9.5, 5.4)) if ax is None else ax
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 6.2)
     ax.set_axis_off()
+    blue, orange = "#0072B2", "#D55E00"
 
-    def box(x, y, w, h, text, color):
+    def box(x, y, w, h, color):
         ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.08",
                                     fc=color, ec="0.25", lw=1.2))
-        ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
 
-    def arrow(x0, y0, x1, y1, color):
-        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=16,
+    def arrow(x, y0, y1, color, label):
+        ax.add_patch(FancyArrowPatch((x, y0), (x, y1), arrowstyle="-|>", mutation_scale=16,
                                      color=color, lw=1.8))
+        ax.text(x, (y0 + y1) / 2, label, ha="center", va="center", color=color,
+                fontsize=fontsize * 0.9, bbox={"fc": "white", "ec": "none", "pad": 1})
 
-    box(5, 5.35, 6.2, 1.2, "Central server: holds the global model θ\n"
-        "3. aggregate  Δ = Σ (m$_i$/M) Δ$_i$     4. server update  θ ← θ − η Δ", "#dbe9f6")
+    box(5, 5.4, 9.0, 1.1, "#dbe9f6")                     # server: x 0.5..9.5, y 4.77..6.03
+    ax.text(5, 5.4, "Central server: holds the global model θ\n"
+            "3. aggregate  Δ = Σ (m$_i$/M) Δ$_i$     4. server update  θ ← θ − η Δ",
+            ha="center", va="center", fontsize=fontsize)
     xs = np.linspace(1.7, 8.3, n_parties) if n_parties > 1 else np.array([5.0])
     width = min(2.6, 8.6 / n_parties - 0.3)
+    top, bottom = 4.7, 2.4                               # arrows run between the boxes
     for i, x in enumerate(xs, start=1):
-        box(x, 0.95, width, 1.45, f"Party {i}\nlocal data D$_{i}$\n(m$_{i}$ samples,\nstays here)",
-            "#fde7d6")
-        arrow(x - 0.35, 4.7, x - 0.35, 1.7, "#0072B2")
-        arrow(x + 0.35, 1.7, x + 0.35, 4.7, "#D55E00")
-        ax.text(x, 2.25, "2. local work", ha="center", va="center", fontsize=fontsize * 0.85,
-                bbox={"fc": "white", "ec": "none", "pad": 1})
-    ax.text(xs[0] - 0.45, 3.55, "1. broadcast θ", ha="right", va="center", color="#0072B2",
-            fontsize=fontsize * 0.95)
-    ax.text(xs[-1] + 0.45, 3.55, "update Δ$_i$\n+ weight m$_i$", ha="left", va="center",
-            color="#D55E00", fontsize=fontsize * 0.95)
+        box(x, 1.3, width, 2.0, "#fde7d6")               # party: y 0.22..2.38
+        ax.text(x, 1.78, f"Party {i}\nlocal data D$_{i}$\n(m$_{i}$ samples,\nstays here)",
+                ha="center", va="center", fontsize=fontsize)
+        ax.text(x, 0.72, f"2. local work\non D$_{i}$ → Δ$_{i}$", ha="center", va="center",
+                fontsize=fontsize * 0.9, fontweight="bold",
+                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.55", "lw": 0.8})
+        arrow(x - 0.35, top, bottom, blue, "θ")
+        arrow(x + 0.35, bottom, top, orange, f"Δ$_{i}$, m$_{i}$")
+    ax.text(xs[0] - 0.5, 3.0, "1. broadcast θ", ha="right", va="center", color=blue,
+            fontsize=fontsize * 0.95)                  # below the arrow labels, clear of the edge
+    ax.text(xs[-1] + 0.5, 3.0, "update Δ$_i$\n+ weight m$_i$", ha="left", va="center",
+            color=orange, fontsize=fontsize * 0.95)
     return ax

@@ -343,15 +343,6 @@ def test_unavailable_engine_falls_back_on_the_knob():
     assert d.knobs["engine"].value == "vectorized" and d.result.ok
 
 
-def test_snapshot(monkeypatch):
-    for key in ("VOILA_KERNEL_ID", "VOILA_BASE_URL", "VOILA_REQUEST_URL"):
-        monkeypatch.delenv(key, raising=False)
-    image = db.snapshot()
-    assert image.data[:4] == b"\x89PNG" and image.format == "png"
-    monkeypatch.setenv("VOILA_BASE_URL", "/")
-    assert db.snapshot() is None
-
-
 def test_repr_for_readers_without_a_kernel(dash):
     bundle = dash._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle

@@ -228,6 +228,23 @@ def test_round_diagram_has_server_parties_and_four_blocks(n):
     assert len(ax.patches) == 1 + n + 2 * n           # server, parties, two arrows each
 
 
+@pytest.mark.parametrize("n", [1, 5])
+def test_round_diagram_local_work_sits_in_the_parties_not_on_the_arrows(n):
+    ax = plot_round_diagram(n_parties=n)
+    server, *parties = [p for p in ax.patches if type(p).__name__ == "FancyBboxPatch"]
+    assert len(parties) == n
+    work = [t for t in ax.texts if t.get_text().startswith("2. local work")]
+    assert len(work) == n
+    for label, box in zip(work, parties, strict=True):   # each label inside its own party's box
+        x, y = label.get_position()
+        assert box.get_x() < x < box.get_x() + box.get_width()
+        assert box.get_y() < y < box.get_y() + box.get_height()
+    gap = (max(b.get_y() + b.get_height() for b in parties), server.get_y())   # where the arrows run
+    between = [t.get_text() for t in ax.texts if gap[0] < t.get_position()[1] < gap[1]]
+    assert between.count("θ") == n and "Δ$_1$, m$_1$" in between and "1. broadcast θ" in between
+    assert not any("local work" in text for text in between)
+
+
 def test_round_diagram_rejects_too_many_parties():
     with pytest.raises(ValueError, match="n_parties"):
         plot_round_diagram(n_parties=9)

@@ -26,7 +26,6 @@ Everything but the widget is tested without a browser (``tests/test_dashboard.py
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from .rendering import (
     add_legend,
     agg_figure,
     few_ticks,
+    picture_bundle,
     plain_log_axis,
     power_of_ten,
     render_png,
@@ -70,14 +70,16 @@ class Preset:
 
 
 PRESETS: tuple[Preset, ...] = (
-    Preset("iid", "IID, it just works",
+    Preset("iid", "weighted FedSGD: exact on any split",
            DEFAULT.replace(iid=True),
-           "Shuffled data, sample-weighted mean, one local step: the blue federated curve lies on "
-           "the dashed centralized one and the path ends on the green star θ*."),
+           "Sample-weighted mean, every party, one local step: the blue federated curve lies on the "
+           "dashed centralized one and the path ends on the green star θ*. Shuffled (IID) data here; "
+           "the non-IID start state is exact too: the split does not matter for FedSGD."),
     Preset("unweighted", "unequal parties + unweighted mean = wrong answer",
            DEFAULT.replace(skew=2.0, weighting="uniform", rounds=200),
-           "Parties of very different sizes, each with its own x-range, averaged with 1/N: the run "
-           "converges smoothly, but to the red X θ°, not to θ*, and the loss stays above the minimum."),
+           "Parties of very different sizes, each with its own x-range, averaged with 1/N: the loss "
+           "first dips (the path passes near θ*), then rises again as the run heads for the red X θ°, "
+           "not θ*. It converges, to the wrong point: the loss stays above the minimum."),
     Preset("diverge", "learning rate too high (diverges)",
            DEFAULT.replace(lr=1.0, iid=True),
            "η = 1 is above the stable limit 2/λmax ≈ 0.74: every round overshoots further, the loss "
@@ -404,25 +406,6 @@ def render(result: Result, axes=None, *, fontsize: float = FONTSIZE, small: bool
     return render_png(axes[0].figure)
 
 
-def in_voila() -> bool:
-    """True inside a kernel started by Voila (it sets ``VOILA_*`` variables)."""
-    return any(k in os.environ for k in ("VOILA_KERNEL_ID", "VOILA_BASE_URL", "VOILA_REQUEST_URL"))
-
-
-def snapshot(settings: Settings = DEFAULT):
-    """A static picture of ``settings`` (an ``IPython.display.Image``) for readers without a kernel.
-
-    GitHub and nbconvert show saved outputs but no live widget; this image
-    stands in for it. Under Voila, where the live dashboard is right below, it
-    returns None (nothing is shown).
-    """
-    if in_voila():
-        return None
-    from IPython.display import Image
-
-    return Image(data=render(simulate(settings), small=True), format="png")
-
-
 # --------------------------------------------------------------------------- the widget
 
 _CSS = """
@@ -610,11 +593,10 @@ class Dashboard:
         self.image.value = render_png(self.figure)
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs) or {}
-        # what a reader without a kernel (GitHub, nbconvert) sees instead of the widget
-        bundle["text/plain"] = ("Live dashboard: run this notebook in JupyterLab, or open it with Voila, "
-                                "to use it. The picture above shows its start state.")
-        return bundle
+        # a reader without a kernel (GitHub, nbconvert) sees the picture of the current state instead
+        return picture_bundle(self.widget._repr_mimebundle_(**kwargs), self.image.value,
+                              "Live dashboard: run this notebook in JupyterLab, or open it with Voila, "
+                              "to use it. The picture shows the state it was saved in.")
 
 
 def dashboard(settings: Settings = DEFAULT, **options) -> Dashboard:

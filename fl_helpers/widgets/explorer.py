@@ -38,6 +38,7 @@ from .rendering import (  # noqa: F401  (re-exported: notebooks and tests import
     agg_figure,
     draw_reusing_legends,
     few_ticks,
+    live_box,
     plain_log_axis,
     power_of_ten,
     render_png,
@@ -422,7 +423,8 @@ def explorer(settings: Settings = Settings(), *, engines=("vectorized", "loop"))
     that moved), simulates, updates the figure in place and sends it as PNG
     bytes to an ``ipywidgets.Image`` (CSS class ``fl-plot``), so the picture
     always shows the settings on the sliders. Returns an ``ipywidgets.VBox``
-    (CSS class ``fl-explorer``); display it as the last line of a cell.
+    (CSS class ``fl-explorer``) whose saved output also carries a PNG of its
+    state for readers without a kernel; display it as the last line of a cell.
     """
     import ipywidgets as w
 
@@ -469,6 +471,8 @@ def explorer(settings: Settings = Settings(), *, engines=("vectorized", "loop"))
     redraw()
     left = w.VBox(list(knobs.values())[:3])
     right = w.VBox(list(knobs.values())[3:])
-    box = w.VBox([w.HBox([left, right]), status, image])
+    box = live_box([w.HBox([left, right]), status, image], picture=image,
+                   note="Interactive explorer: run this notebook in JupyterLab to move the sliders; "
+                        "the picture shows the settings it was saved with.")
     box.add_class("fl-explorer")
     return box

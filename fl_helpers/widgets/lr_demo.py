@@ -155,7 +155,7 @@ def widget(X, y, *, lr: float = 0.1, rounds: int = 150, lr_range=(1e-3, 1.0), ma
     import ipywidgets as w
     from matplotlib.figure import Figure
 
-    from .rendering import render_png
+    from .rendering import live_box, render_png
 
     lr_slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
                                  step=0.01, readout_format=".4f", description="η", continuous_update=False)
@@ -171,4 +171,6 @@ def widget(X, y, *, lr: float = 0.1, rounds: int = 150, lr_range=(1e-3, 1.0), ma
     for slider in (lr_slider, rounds_slider):
         slider.observe(redraw, names="value")
     redraw()
-    return w.VBox([w.HBox([lr_slider, rounds_slider]), image])
+    return live_box([w.HBox([lr_slider, rounds_slider]), image], picture=image,
+                    note="Interactive learning-rate demo: run this notebook in JupyterLab to move the "
+                         "sliders; the picture shows the settings it was saved with.")

@@ -334,3 +334,51 @@ def draw_reusing_legends(canvas) -> None:
                                    np.floor(x1 - inset), np.floor(y1 - inset))
         insides.append(canvas.copy_from_bbox(inside))
     ARTISTS.set(fig, "legend pixels", {"key": key, "frames": frames, "insides": insides})
+
+
+# --------------------------------------------------------------------------- widgets readable without a kernel
+
+def picture_bundle(bundle: dict, png: bytes, note: str) -> dict:
+    """A widget's display bundle plus a PNG of its current state and a plain-text note.
+
+    Each front end shows the richest type it can render: JupyterLab and Voila
+    the live widget (its view outranks ``image/png``), GitHub and nbconvert,
+    which have no widget state, the picture; ``text/plain`` replaces the
+    widget's repr (``VBox(children=...)``) everywhere else.
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    small = io.BytesIO()           # 256 colours: less than half the bytes in the saved notebook
+    Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+        small, format="png")
+    bundle = dict(bundle or {})
+    bundle["image/png"] = base64.b64encode(small.getvalue()).decode("ascii")
+    bundle["text/plain"] = note
+    return bundle
+
+
+_LIVE_BOX = None
+
+
+def live_box(children, *, picture, note: str):
+    """An ``ipywidgets.VBox`` of ``children`` whose saved output also shows ``picture`` (an ``ipywidgets.Image``).
+
+    It is a plain VBox in every other respect (same model, same children).
+    """
+    global _LIVE_BOX
+    if _LIVE_BOX is None:
+        import ipywidgets
+
+        class LiveBox(ipywidgets.VBox):
+            """A VBox displayed with a picture of its current state (see :func:`picture_bundle`)."""
+
+            def _repr_mimebundle_(self, **kwargs):
+                return picture_bundle(super()._repr_mimebundle_(**kwargs), self._picture.value, self._note)
+
+        _LIVE_BOX = LiveBox
+    box = _LIVE_BOX(children)
+    box._picture, box._note = picture, note
+    return box
