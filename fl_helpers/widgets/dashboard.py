@@ -73,13 +73,13 @@ PRESETS: tuple[Preset, ...] = (
     Preset("iid", "weighted FedSGD: exact on any split",
            DEFAULT.replace(iid=True),
            "Sample-weighted mean, every party, one local step: the blue federated curve lies on the "
-           "dashed centralized one and the path ends on the green star θ*. Shuffled (IID) data here; "
-           "the non-IID start state is exact too: the split does not matter for FedSGD."),
+           "dashed centralized one and the path ends on the green star θ*, here on shuffled (IID) data "
+           "and just as exactly on the non-IID start state, since the split does not matter for FedSGD."),
     Preset("unweighted", "unequal parties + unweighted mean = wrong answer",
            DEFAULT.replace(skew=2.0, weighting="uniform", rounds=200),
            "Parties of very different sizes, each with its own x-range, averaged with 1/N: the loss "
            "first dips (the path passes near θ*), then rises again as the run heads for the red X θ°, "
-           "not θ*. It converges, to the wrong point: the loss stays above the minimum."),
+           "not θ*, where it converges to a loss above the minimum."),
     Preset("diverge", "learning rate too high (diverges)",
            DEFAULT.replace(lr=1.0, iid=True),
            "η = 1 is above the stable limit 2/λmax ≈ 0.74: every round overshoots further, the loss "
