@@ -197,3 +197,35 @@ def test_results_print_one_line_verdicts():
     failed = check.standardize(lambda X: X)
     assert str(passed).startswith("PASS standardize") and "\n" not in str(passed)
     assert str(failed).startswith("FAIL standardize") and "Hint:" in str(failed)
+
+
+# ----------------------------------------------------------------- untouched exercises, synonyms
+
+
+def test_untouched_exercises_get_no_hint():
+    """The saved notebook shows the untouched exercise: it must not print the answer's recipe."""
+    def stub(*args):
+        raise NotImplementedError("replace this line with your code")
+
+    results = [check.round_order([]), check.glossary({t: "..." for t in GLOSSARY}),
+               check.recover_sample_from_gradient(stub), check.mse_gradient(stub),
+               check.stable_learning_rate(stub), check.standardize(stub)]
+
+    for r in results:
+        assert not r and r.hint == "" and "no answer yet" in r.message, r
+        assert "Hint" not in str(r)
+
+
+def test_a_wrong_attempt_gets_its_hint():
+    r = check.round_order(list(reversed(ROUND_STEPS)))
+    assert not r and r.hint and "Hint:" in str(r)
+
+
+def test_the_glossary_accepts_reasonable_synonyms():
+    answers = dict(SOLUTION_GLOSSARY, **{"联邦学习": "FL", "本地数据": "local dataset"})
+    assert check.glossary(answers)
+
+
+def test_standardize_with_the_sample_deviation_gets_a_targeted_hint():
+    result = check.standardize(lambda X: (X - X.mean(axis=0)) / X.std(axis=0, ddof=1))
+    assert_fail(result, "ddof=1", "m − 1")

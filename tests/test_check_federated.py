@@ -36,9 +36,6 @@ def solution_unweighted_fixed_point(data):
     return np.linalg.solve(A, b)
 
 
-
-
-
 def _bias(X):
     return np.hstack([np.ones((X.shape[0], 1)), X])
 
@@ -48,7 +45,12 @@ def _bias(X):
 
 def test_local_gradient_accepts_the_solutions():
     assert_pass(check.local_gradient(solution_local_gradient))
-    assert_pass(check.local_gradient(lambda theta, X, y: fl.Party(X, y).gradient(theta)))
+
+
+def test_local_gradient_refuses_the_library_matrix_form_for_this_exercise():
+    """Right numbers, wrong skill: the exercise is the loop over samples."""
+    result = check.local_gradient(lambda theta, X, y: fl.Party(X, y).gradient(theta))
+    assert_fail(result, "one at a time")
 
 
 def test_local_gradient_solution_matches_a_hand_computed_case():
@@ -221,10 +223,35 @@ def test_the_checkers_inputs_are_read_only(checker):
     assert "read-only" in result.message
 
 
-def test_not_implemented_stub_prints_one_fail_line_with_a_hint():
+def test_not_implemented_stub_prints_one_fail_line_without_a_hint():
+    """The untouched exercise gives nothing away: no hint before a first real attempt."""
     def stub(theta, X, y):
         raise NotImplementedError("write your solution here")
 
-    text = str(check.local_gradient(stub))
-    assert text.startswith("FAIL local_gradient: case 1 raised NotImplementedError: write your solution here")
-    assert "\n  Hint: Δ_i = (2/m_i)" in text
+    result = check.local_gradient(stub)
+
+    assert not result and result.hint == ""
+    assert str(result) == ("FAIL local_gradient: no answer yet: replace the `raise NotImplementedError` line "
+                           "with your code (a hint appears after a first wrong attempt)")
+
+
+def test_local_gradient_asks_for_the_loop_over_samples():
+    def matrix_form(theta, X, y):
+        Xt = np.hstack([np.ones((len(y), 1)), X])
+        return 2 / len(y) * Xt.T @ (Xt @ theta - y)
+
+    def loop_form(theta, X, y):
+        total = np.zeros_like(theta)
+        for j in range(len(y)):
+            x = np.concatenate([[1.0], X[j]])
+            total += 2 * (x @ theta - y[j]) * x
+        return total / len(y)
+
+    def zip_form(theta, X, y):
+        grads = [2 * (theta[0] + x @ theta[1:] - t) * np.concatenate([[1.0], x]) for x, t in zip(X, y)]
+        return np.mean(grads, axis=0)
+
+    wrong = check.local_gradient(matrix_form)
+
+    assert not wrong and "whole matrix at once" in wrong.message and "one at a time" in wrong.hint
+    assert check.local_gradient(loop_form) and check.local_gradient(zip_form)

@@ -272,3 +272,15 @@ def test_traced_once_rejects_wrong_values():
         return 2.0 * theta - inner(theta, X, y, lr)          # theta + lr * grad
 
     assert_fail(check.traced_once(wrong_sign), "Wrong sign")
+
+
+def test_tape_gradient_refuses_the_hand_formula():
+    """Right numbers without a tape: the exercise is TensorFlow's differentiation."""
+    def by_formula(theta, X, y):
+        Xt = np.hstack([np.ones((len(y), 1)), X])
+        return 2 / len(y) * Xt.T @ (Xt @ theta - y)
+
+    result = check.tape_gradient(by_formula)
+
+    assert_fail(result, "tf.GradientTape")
+    assert "no tf.GradientTape was used" in result.message

@@ -5,6 +5,10 @@ library's reference and returns a :class:`CheckResult` that prints as one clear
 line: ``PASS: ...`` or ``FAIL: ... Hint: ...``. It never raises for a wrong
 answer (an exception inside the student's code becomes a FAIL with the error),
 so a notebook keeps running; ``bool(result)`` tells the test suite the verdict.
+
+Hints appear only after a real attempt: the untouched exercise (a stub that
+raises ``NotImplementedError``, an empty answer) gets :func:`no_answer`, a
+FAIL without a hint, so the saved notebook gives nothing away.
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ class CheckResult:
         return str(self)
 
 
+NO_ANSWER = ("no answer yet: replace the `raise NotImplementedError` line with your code "
+             "(a hint appears after a first wrong attempt)")
+
+
+def no_answer(name: str, message: str = NO_ANSWER) -> CheckResult:
+    """The verdict for an exercise not attempted yet: FAIL, and no hint."""
+    return CheckResult(name, False, message)
+
+
 def run_cases(name: str, student: Callable, cases, reference: Callable, *, hint: str,
               rtol: float = 1e-6, atol: float = 1e-9, diagnose: Callable | None = None) -> CheckResult:
     """Compare ``student(*args)`` with ``reference(*args)`` on every case.
@@ -53,6 +66,8 @@ def run_cases(name: str, student: Callable, cases, reference: Callable, *, hint:
         want = np.asarray(reference(*args), dtype=np.float64)
         try:
             got = np.asarray(student(*args), dtype=np.float64)
+        except NotImplementedError:
+            return no_answer(name)
         except Exception as exc:  # the student's bug, reported, not raised
             return CheckResult(name, False, f"case {k} raised {type(exc).__name__}: {exc}", hint)
         if got.shape != want.shape:

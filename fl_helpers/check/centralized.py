@@ -16,7 +16,7 @@ import numpy as np
 
 from ..linear import add_bias, hessian
 from ..linear import mse_gradient as _mse_gradient
-from ._common import CheckResult, run_cases
+from ._common import CheckResult, no_answer, run_cases
 
 # --------------------------------------------------------------------------- notebook 00
 
@@ -32,12 +32,12 @@ ROUND_STEPS = (
 GLOSSARY = {
     "参与方": ("party", "parties", "participant", "participants", "client", "clients"),
     "中央服务器": ("central server", "server", "aggregator"),
-    "本地数据": ("local data",),
+    "本地数据": ("local data", "local dataset", "local datasets", "local training data", "private data"),
     "模型参数": ("model parameters", "model parameter", "parameters"),
-    "本地梯度": ("local gradient", "local gradients"),
+    "本地梯度": ("local gradient", "local gradients", "client gradient", "party gradient"),
     "聚合更新": ("aggregated update", "aggregated updates", "aggregation update", "aggregation updates",
              "aggregate update"),
-    "联邦学习": ("federated learning",),
+    "联邦学习": ("federated learning", "fl"),
 }
 
 
@@ -56,6 +56,8 @@ def round_order(steps) -> CheckResult:
         got = [_words(s) for s in steps]
     except TypeError:
         return CheckResult(name, False, f"expected a list of step strings, got {type(steps).__name__}", hint)
+    if not got:
+        return no_answer(name, "no answer yet: put the four strings in my_order, in the order of a round")
     want = [_words(s) for s in ROUND_STEPS]
     if sorted(got) != sorted(want):
         unknown = [s for s in got if s not in want]
@@ -85,6 +87,8 @@ def glossary(answers) -> CheckResult:
     hint = "Compare with the glossary table in the notebook; spelling counts, capitals do not."
     if not isinstance(answers, Mapping):
         return CheckResult(name, False, f"expected a dict term -> English, got {type(answers).__name__}", hint)
+    if all(_words(v) in ("", "...") for v in answers.values()):
+        return no_answer(name, "no answer yet: replace each '...' with the English term")
     missing = [t for t in GLOSSARY if t not in answers]
     if missing:
         return CheckResult(name, False, f"no answer for {', '.join(missing)}", hint)
@@ -249,6 +253,9 @@ def standardize(fn: Callable) -> CheckResult:
             return "Use one mean and standard deviation per column (axis=0), not of the whole matrix."
         if np.allclose(got, X / X.std(axis=0)):
             return "You scaled the columns; also subtract their mean."
+        if np.allclose(got, (X - X.mean(axis=0)) / X.std(axis=0, ddof=1)):
+            return ("You used the sample standard deviation (ddof=1, divides by m − 1); the course's "
+                    "standardisation uses the population one, numpy's default ddof=0 (divides by m).")
         return None
 
     if not callable(fn):

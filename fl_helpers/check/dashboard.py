@@ -19,7 +19,7 @@ from ..linear import hessian
 from ..parties import Party
 from ..server import train
 from ..widgets.explorer import explorer_data
-from ._common import CheckResult, run_cases
+from ._common import CheckResult, no_answer, run_cases
 
 #: An answer within this factor below the limit passes (the slider's steps are 12 % apart).
 TOLERANCE = 0.85
@@ -41,7 +41,7 @@ def largest_stable_lr(answer) -> CheckResult:
     hint = ("Press reset, then move the learning-rate slider up one step at a time (click the handle, "
             "then the arrow keys). The answer is the last value at which the loss still goes down.")
     if answer is None:
-        return CheckResult(name, False, "no answer yet: set MY_LARGEST_STABLE_LR to the value you found", hint)
+        return no_answer(name, "no answer yet: set MY_LARGEST_STABLE_LR to the value you found on the slider")
     if isinstance(answer, bool) or not isinstance(answer, numbers.Real) or not np.isfinite(answer) or answer <= 0:
         return CheckResult(name, False, f"expected a positive number, got {answer!r}", hint)
     limit = stable_lr_limit()

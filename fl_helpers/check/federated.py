@@ -78,7 +78,38 @@ def local_gradient(fn: Callable) -> CheckResult:
         return CheckResult(name, False, f"expected {d + 1} entries (d + 1), got {d} (d)",
                            "You forgot the intercept: θ has d + 1 entries, θ0 first, and so has its gradient; "
                            "use X̃ = [1, X] (a column of ones in front).")
-    return run_cases(name, fn, cases, _mse_gradient, hint=hint, diagnose=safe(diagnose))
+    result = run_cases(name, fn, cases, _mse_gradient, hint=hint, diagnose=safe(diagnose))
+    if not result:
+        return result
+    # the skill the exercise names: a loop over the samples, not the matrix product of notebook 01
+    theta, X, y = cases[-1]
+    watched = X.view(_RowReads)
+    watched.reads = 0
+    fn(theta, watched, y)
+    if watched.reads < len(y):
+        return CheckResult(name, False, "the values are right, but your function works on the whole matrix "
+                           "at once; this exercise asks for the loop over the party's samples",
+                           "Visit the rows one at a time (for j in range(len(y)): x_j = X[j] ...), add up "
+                           "the per-sample gradients 2 (x̃_jᵀθ − y_j) x̃_j and divide by m_i.")
+    return result
+
+
+class _RowReads(np.ndarray):
+    """A feature matrix that counts how many of its rows a function reads one by one."""
+
+    reads = 0
+
+    def __getitem__(self, key):
+        if self.ndim == 2 and (isinstance(key, (int, np.integer))
+                               or (isinstance(key, tuple) and key and isinstance(key[0], (int, np.integer)))):
+            self.reads += 1
+        out = super().__getitem__(key)
+        return out.view(np.ndarray) if isinstance(out, np.ndarray) else out
+
+    def __iter__(self):
+        if self.ndim == 2:
+            self.reads += self.shape[0]
+        return iter(self.view(np.ndarray))
 
 
 # --------------------------------------------------------------------------- weighted aggregate

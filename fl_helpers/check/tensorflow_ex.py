@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..linear import mse_gradient as _mse_gradient
-from ._common import CheckResult, read_only, regression_cases, safe
+from ._common import CheckResult, no_answer, read_only, regression_cases, safe
 
 TAPE_HINT = ("tape.gradient returned None: it only sees what was computed inside `with tf.GradientTape() "
              "as tape:` from the tf.Variable(s). Build the prediction b + X w from the variables and the "
@@ -77,6 +77,8 @@ def _compare(name, student, cases, reference, *, hint, diagnose, convert=_as_vec
         want = np.asarray(reference(*args), dtype=np.float64)
         try:
             got = convert(student(*args))
+        except NotImplementedError:
+            return no_answer(name)
         except _NoGradient:
             return CheckResult(name, False, f"case {k}: your function returned None (or a list holding None)",
                                TAPE_HINT)
@@ -151,7 +153,37 @@ def tape_gradient(fn: Callable) -> CheckResult:
             return "You summed the squared errors: the MSE is their mean (tf.reduce_mean)."
         return None
 
-    return _compare(name, fn, _tape_cases(), _mse_gradient, hint=hint, diagnose=safe(diagnose))
+    result = _compare(name, fn, _tape_cases(), _mse_gradient, hint=hint, diagnose=safe(diagnose))
+    if not result:
+        return result
+    # the skill the exercise names: the gradient must come from a tape, not from the formula
+    if _tapes_used(fn, *_tape_cases()[-1]) == 0:
+        return CheckResult(name, False, "the values are right, but no tf.GradientTape was used: this exercise "
+                           "asks TensorFlow to differentiate, not the hand-derived formula",
+                           "Compute the loss inside `with tf.GradientTape() as tape:` from tf.Variable s and "
+                           "ask tape.gradient for it.")
+    return result
+
+
+def _tapes_used(fn, *args) -> int:
+    """How many ``tf.GradientTape`` blocks ``fn(*args)`` opened (``tf.GradientTape`` counted while it runs)."""
+    tf = _tensorflow()
+    original = tf.GradientTape
+    opened = []
+
+    class CountingTape(original):
+        def __enter__(self):
+            opened.append(1)
+            return super().__enter__()
+
+    tf.GradientTape = CountingTape
+    try:
+        fn(*args)
+    except Exception:
+        pass
+    finally:
+        tf.GradientTape = original
+    return len(opened)
 
 
 # --------------------------------------------------------------------------- segment gradients
@@ -261,9 +293,8 @@ def traced_once(fn) -> CheckResult:
     it must be 1.
     """
     name = "traced_once"
-    hint = ("Decorate with @tf.function(input_signature=[tf.TensorSpec([None], tf.float64), "
-            "tf.TensorSpec([None, None], tf.float64), tf.TensorSpec([None], tf.float64), "
-            "tf.TensorSpec([], tf.float64)]): None for every size that changes, and lr as a scalar tensor.")
+    hint = ("Give tf.function an input_signature: one tf.TensorSpec per argument, with None for every "
+            "size that changes, and the learning rate as a scalar tensor rather than a Python number.")
     tf = _tensorflow()
     if tf is None:
         return _missing_tf(name)
