@@ -53,6 +53,8 @@ notebooks: env
 	  $(BIN)/nbstripout --keep-output --keep-count --extra-keys "metadata.widgets" $$nb || exit 1; \
 	done
 
+# The app view shows the title and the dashboard only: the dashboard's CSS hides, in
+# Voila alone, the cells tagged voila-hide (the notebook's text, checks and exercises).
 voila: env
 	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/04-live-demo.ipynb
 

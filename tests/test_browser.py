@@ -386,7 +386,10 @@ def test_dashboard_in_voila(page, voila):
             if attempt == 2:
                 raise
     assert readout(page, "settings") == expected_readout(db.DEFAULT)
-    assert page.locator("img:not(.fl-plot)").count() == 0          # no static snapshot in Voila
+    assert page.locator("img:not(.fl-plot)").count() == 0          # no static picture next to the live one
+    shown = page.locator("#rendered_cells").inner_text()            # the app view: title and dashboard only
+    assert "Live demo" in shown
+    assert not any(t in shown for t in ("Why this matters", "Summary", "Exercises", "FAIL"))
     assert_no_errors(page, "voila load")
     dash = page.locator(root).first
     shots(dash, "start")

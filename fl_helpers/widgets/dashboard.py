@@ -410,6 +410,9 @@ def render(result: Result, axes=None, *, fontsize: float = FONTSIZE, small: bool
 
 _CSS = """
 <style>
+/* Voila's app view (its page holds #rendered_cells and marks each cell with celltag_<tag>):
+   the cells tagged voila-hide, the notebook's text, checks and exercises, are not shown */
+#rendered_cells .celltag_voila-hide { display: none; }
 .fl-dashboard { --jp-widgets-font-size: 16px; --jp-widgets-inline-height: 32px;
   --jp-widgets-slider-handle-size: 20px; --jp-widgets-slider-track-thickness: 6px; font-size: 16px; }
 .fl-dashboard .widget-label, .fl-dashboard .widget-readout { font-size: 16px; }
