@@ -293,7 +293,8 @@ def draw(result: Result, axes=None, *, fontsize: float = 11):
     h, ref, s = result.history, result.reference, result.settings
     A, b, c = result.quadratic
     theta_star, theta_u = result.theta_star, result.theta_uniform
-    label = ("FedAvg" if s.local_epochs > 1 else "FedSGD") + f" ({s.weighting} weights)"
+    label = ("FedAvg" if s.local_epochs > 1 else "FedSGD") + (", weights mᵢ/M" if s.weighting == "samples"
+                                                              else ", weights 1/N")
 
     art["ref"].set_data(np.arange(len(ref.losses)), ref.losses)
     art["fed"].set_data(np.arange(len(h.losses)), h.losses)
@@ -368,7 +369,8 @@ def _build(axes, fontsize):
     art = ARTISTS.set(ax_loss, "explorer", {
         "ref": ax_loss.plot([], [], "--", color="0.45", lw=2, label="centralized GD")[0],
         "fed": ax_loss.plot([], [], color="tab:blue", lw=2, label="federated")[0],
-        "min": ax_loss.axhline(1.0, color="tab:green", lw=1, ls=":", label="least-squares minimum"),
+        "min": ax_loss.axhline(1.0, color="darkgreen", lw=1.8, ls=(0, (2, 2)), zorder=3,
+                               label="least-squares minimum"),
         "ref_path": ax_path.plot([], [], "--", color="0.45", lw=1.5, label="centralized GD")[0],
         "fed_path": ax_path.plot([], [], "-", color="tab:blue", lw=2, marker="o", ms=2.5,
                                  label="federated")[0],
