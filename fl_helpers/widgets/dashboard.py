@@ -335,13 +335,17 @@ def draw_party_losses(result: Result, ax, *, fontsize: float = FONTSIZE):
     from matplotlib.ticker import FuncFormatter
 
     def build(ax):
-        bars = PolyCollection([], edgecolors="white", linewidths=0.5)
+        # one colour: a bar is a party; white gaps (not alternating shades) tell neighbours apart
+        bars = PolyCollection([], facecolors="#56B4E9", edgecolors="white", linewidths=1.5)
         ax.add_collection(bars)
         # the very mapping stored (ARTISTS.set keeps an Artists as it is): the formatter reads its scale
         art = Artists({
             "bars": bars,
-            "global": ax.axhline(0, color="k", lw=2, label="global loss (mean weighted by mᵢ)"),
-            "plain": ax.axhline(0, color="#D55E00", lw=2, ls="--", label="plain mean over parties (1/N)"),
+            # the black line is wide and below, the orange one dashed on top: where the two means are
+            # equal (parties of one size) both stay visible, black showing between the dashes
+            "global": ax.axhline(0, color="k", lw=4, zorder=3, label="global loss (mean weighted by mᵢ)"),
+            "plain": ax.axhline(0, color="#D55E00", lw=2, ls=(0, (4, 3)), zorder=4,
+                                label="plain mean over parties (1/N)"),
         })
         ax.set_xlabel("samples; bar width = party size mᵢ", fontsize=fontsize)
         ax.set_ylabel("party loss Lᵢ(θ)", fontsize=fontsize)
@@ -357,7 +361,6 @@ def draw_party_losses(result: Result, ax, *, fontsize: float = FONTSIZE):
     ax.set_title(f"loss of each party after round {h.rounds}" + (" (last finite)" if h.diverged else ""),
                  fontsize=fontsize, y=1.0)
     art["bars"].set_verts(party_bars(sizes, losses))
-    art["bars"].set_facecolor(np.where(np.arange(len(sizes)) % 2, "#56B4E9", "#0072B2"))
     art["global"].set_ydata([h.losses[-1]] * 2)
     art["plain"].set_ydata([losses.mean()] * 2)
     ax.set_xlim(0, sizes.sum())
