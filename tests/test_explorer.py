@@ -239,7 +239,13 @@ def test_draw_updates_the_same_artists_in_place():
     assert ex.draw(r, axes) is axes
     fed = ex.artists_of(axes[0])["fed"]
     assert id(fed) in before
-    np.testing.assert_array_equal(fed.get_ydata(), r.history.losses)
+    # the excess loss L(θ) − L(θ*), against the pooled MSE computed here (θ* from numpy's lstsq)
+    X, y = ex.explorer_data(r.settings.seed)
+    Xt = np.hstack([np.ones((len(y), 1)), X])
+    star = np.linalg.lstsq(Xt, y, rcond=None)[0]
+    mse = np.mean((r.history.thetas @ Xt.T - y) ** 2, axis=1)
+    np.testing.assert_allclose(fed.get_ydata(), mse - np.mean((Xt @ star - y) ** 2), rtol=1e-6, atol=1e-12)
+    assert axes[0].get_ylabel() == "excess loss L(θ) − L(θ*)"
     assert axes[0].get_title() == "N = 30 parties, η = 0.2, E = 1"
     assert axes[0].get_xlim() == (0, 40)
 

@@ -375,7 +375,7 @@ def draw_party_losses(result: Result, ax, *, fontsize: float = FONTSIZE):
 
 
 def draw_communication(result: Result, ax, *, fontsize: float = FONTSIZE):
-    """Global loss against the bytes sent so far (up + down), one point per round. Returns ``ax``."""
+    """Excess loss against the bytes sent so far (up + down), one point per round. Returns ``ax``."""
     def build(ax):
         art = {
             "line": ax.plot([], [], "-", color="#0072B2", lw=2, marker="o", ms=3, markevery=None)[0],
@@ -384,20 +384,21 @@ def draw_communication(result: Result, ax, *, fontsize: float = FONTSIZE):
         ax.set_yscale("log")
         plain_log_axis(ax.yaxis)
         ax.set_xlabel("data sent so far, up + down (kB)", fontsize=fontsize)
-        ax.set_ylabel("global loss", fontsize=fontsize)
+        ax.set_ylabel("excess loss L(θ) − L(θ*)", fontsize=fontsize)
         few_ticks(ax.xaxis)
         return art
 
     art = _panel(ax, fontsize, build)
     h = result.history
     sent = np.concatenate([[0], np.cumsum(h.bytes_up + h.bytes_down)]) / 1e3
-    art["line"].set_data(sent, h.losses)
+    excess = result.excess(h.thetas)
+    art["line"].set_data(sent, excess)
     art["line"].set_markevery(None if len(sent) <= 60 else max(1, len(sent) // 30))
-    art["end"].set_data([sent[-1]], [h.losses[-1]])
+    art["end"].set_data([sent[-1]], [excess[-1]])
     ax.set_title(f"loss vs communication: {format_bytes(1e3 * sent[-1])} in {h.rounds} rounds",
                  fontsize=fontsize, y=1.0)
     ax.set_xlim(0, max(sent[-1], 1e-3) * 1.05)
-    set_log_limits(ax.yaxis, 0.8 * h.losses.min(), 1.5 * h.losses.max())
+    set_log_limits(ax.yaxis, 0.5 * excess.min(), 2.0 * excess.max())
     return ax
 
 
