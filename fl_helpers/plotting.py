@@ -353,11 +353,14 @@ def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mappin
         or precomputed grids ``(T0, T1, Z)``.
     ax : matplotlib Axes, optional
     center, span : point and float or pair, optional
-        The window :math:`[c_0 \pm s_0] \times [c_1 \pm s_1]`. ``center``
-        defaults to ``optimum``; ``span`` to 1.3 x the farthest of the
-        optimum, the marks and the paths' starting points (at least 0.5).
+        The window :math:`[c - s, c + s]^2` of a callable ``loss2d``, a square; both axes have the same
+        scale, so the contours show the loss's true shape (a long thin ellipse
+        means a badly conditioned Hessian). ``center`` defaults to
+        ``optimum``; ``span`` to 1.3 x the farthest of the optimum, the marks
+        and the paths' starting points (at least 0.5); of a pair
+        :math:`(s_0, s_1)` the larger half-width is used for both axes.
     paths : dict label -> array (R, 2) or (R, p) or History
-        Trajectories :math:`\theta_0, \theta_1, \dots` (from a History its
+        Trajectories :math:`\theta^{(0)}, \theta^{(1)}, \dots` (from a History its
         ``thetas[:, dims]``). Each is drawn as a line with small dots, a
         white square at the start and a filled circle at the end. Rows after
         the first non-finite one are dropped; the axes keep the window, so a
@@ -371,6 +374,7 @@ def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mappin
     levels : int or sequence
         Number of contour levels (spaced geometrically above the grid's
         minimum, so the ellipses near the optimum are visible) or the levels.
+        Every third level, counted from the highest, is labelled with its loss value.
     labels : pair of str
         Axis labels.
     colors : sequence or dict label -> colour, optional
@@ -380,6 +384,8 @@ def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mappin
     -------
     matplotlib Axes
         Per path three Line2D (path, start, end); one per optimum and mark.
+        Equal aspect; markers (start, end, optimum, marks) are drawn above
+        all paths, so a later path never hides an earlier one's start.
     """
     dims = _dims(dims)
     paths = _mapping("paths", paths)
@@ -394,6 +400,7 @@ def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mappin
         points = ([opt] if opt is not None else []) + list(mark_pts.values()) \
             + [p[0] for p in path_pts.values() if len(p)]
         c, s = _window(center, span, points)
+        s = np.full(2, s.max())                       # a square window: equal scales on both axes
         T0, T1 = np.meshgrid(np.linspace(c[0] - s[0], c[0] + s[0], resolution),
                              np.linspace(c[1] - s[1], c[1] + s[1], resolution))
         Z = np.asarray(loss2d(T0, T1), dtype=np.float64)
@@ -418,18 +425,20 @@ def plot_loss_contours(loss2d, ax=None, *, center=None, span=None, paths: Mappin
         levels = np.sort(np.asarray(levels, dtype=np.float64))
 
     ax = _new_axes(figsize=(5.6, 4.6)) if ax is None else ax
-    ax.contour(T0, T1, Z, levels=levels, colors="0.72", linewidths=0.9)
+    contours = ax.contour(T0, T1, Z, levels=levels, colors="0.72", linewidths=0.9, zorder=1)
+    ax.clabel(contours, contours.levels[::-3], fmt="%.3g", fontsize=7, colors="0.4")
     for color, (label, p) in zip(_colors(colors, list(path_pts)), path_pts.items()):
-        ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=2, marker=".", ms=4, label=str(label))
+        ax.plot(p[:, 0], p[:, 1], "-", color=color, lw=2, marker=".", ms=4, label=str(label), zorder=3)
         if len(p):
-            ax.plot(p[0, 0], p[0, 1], "s", mfc="white", mec=color, mew=2, ms=8, label=f"_start {label}")
-            ax.plot(p[-1, 0], p[-1, 1], "o", color=color, mec="black", ms=8, label=f"_end {label}")
+            ax.plot(p[0, 0], p[0, 1], "s", mfc="white", mec=color, mew=2, ms=8, label=f"_start {label}", zorder=4)
+            ax.plot(p[-1, 0], p[-1, 1], "o", color=color, mec="black", ms=8, label=f"_end {label}", zorder=4)
     if opt is not None:
-        ax.plot(opt[0], opt[1], "*", color="#009E73", mec="black", ms=18, label=optimum_label)
+        ax.plot(opt[0], opt[1], "*", color="#009E73", mec="black", ms=18, label=optimum_label, zorder=5)
     for k, (label, p) in enumerate(mark_pts.items()):
-        ax.plot(p[0], p[1], "XPDv^"[k % 5], color="#D55E00", mec="black", ms=11, label=str(label))
+        ax.plot(p[0], p[1], "XPDv^"[k % 5], color="#D55E00", mec="black", ms=11, label=str(label), zorder=5)
     ax.set_xlim(float(T0.min()), float(T0.max()))
     ax.set_ylim(float(T1.min()), float(T1.max()))
+    ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     if title:

@@ -191,6 +191,31 @@ def test_contours_paths_markers_and_legend(data):
     assert lo < 0.0 < hi and (lo + hi) / 2 == pytest.approx(star[0])
 
 
+def test_contours_equal_scales_labelled_levels_markers_on_top(data):
+    X, y = data
+    star = np.linalg.lstsq(np.hstack([np.ones((len(y), 1)), X]), y, rcond=None)[0]
+    run = centralized_gd(X, y, lr=0.05, rounds=20)
+    ax = plot_loss_contours(quadratic_slice(X, y, star), paths={"GD": run, "other": run.thetas[::-1]},
+                            optimum=star, marks={"fixed point": star + 0.5}, span=(3.0, 0.5), levels=7)
+    assert ax.get_aspect() == 1.0                     # one unit of θ0 is as long as one of θ1
+    assert ax.get_xlim() == pytest.approx((star[0] - 3, star[0] + 3))
+    assert ax.get_ylim() == pytest.approx((star[1] - 3, star[1] + 3))   # the larger half-width for both
+    cs = ax.collections[0]
+    labelled = sorted(float(t.get_text()) for t in cs.labelTexts)
+    assert labelled and set(labelled) <= {float(f"{v:.3g}") for v in cs.levels}
+    lines = ax.get_lines()
+    paths, markers = lines[0::3][:2], lines[1:6:3] + lines[2:6:3] + lines[6:]
+    assert len(markers) == 6
+    assert min(m.get_zorder() for m in markers) > max(p.get_zorder() for p in paths) > cs.get_zorder()
+
+
+def test_contours_precomputed_grid_keeps_its_limits_with_equal_aspect():
+    T0, T1 = np.meshgrid(np.linspace(-1, 1, 9), np.linspace(-2, 2, 9))
+    ax = plot_loss_contours((T0, T1, T0**2 + T1**2), levels=4)
+    assert ax.get_aspect() == 1.0
+    assert ax.get_xlim() == pytest.approx((-1, 1)) and ax.get_ylim() == pytest.approx((-2, 2))
+
+
 def test_contours_diverging_path_keeps_the_window(data):
     X, y = data
     bad = centralized_gd(X, y, lr=1.0, rounds=200)
