@@ -69,10 +69,11 @@ class History:
     @property
     def message(self) -> str:
         """One line for a student: how the run ended."""
+        unit = "step" if self.engine == "centralized" else "round"   # centralized GD has steps, FL rounds
         if self.diverged:
-            return (f"diverged at round {self.diverged_at}: learning rate too large for this data "
+            return (f"diverged at {unit} {self.diverged_at}: learning rate too large for this data "
                     f"({self.diverged_reason})")
-        return f"{self.rounds} rounds, final loss {self.losses[-1]:.6g}"
+        return f"{self.rounds} {unit}s, final loss {self.losses[-1]:.6g}"
 
     def __repr__(self) -> str:
         return (f"History(engine={self.engine!r}, rounds={self.rounds}, "

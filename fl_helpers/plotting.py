@@ -156,7 +156,7 @@ def plot_losses(curves: Mapping, ax=None, *, log: bool = True, reference=None,
     :class:`~fl_helpers.History`. Runs may have different lengths. A run that
     diverged (a History with ``diverged_at`` set, or an array that turns
     NaN/inf) is drawn up to its last finite round only, ends with an 'x' and
-    the note "diverged at round k"; no NaN is ever handed to matplotlib.
+    the note "diverged at round k" ("step k" when ``xlabel`` says step); no NaN is ever handed to matplotlib.
 
     Parameters
     ----------
@@ -196,6 +196,7 @@ def plot_losses(curves: Mapping, ax=None, *, log: bool = True, reference=None,
             raise TypeError(f"optimum must be a finite number (the minimum loss), got {optimum!r}")
         optimum = float(optimum)
     ax = _new_axes() if ax is None else ax
+    unit = "step" if str(xlabel).startswith("step") else "round"     # centralized GD has steps, FL rounds
 
     def shown(losses: np.ndarray):
         rounds = np.arange(len(losses))
@@ -218,7 +219,7 @@ def plot_losses(curves: Mapping, ax=None, *, log: bool = True, reference=None,
         ax.plot(x, v, "-", color=color, lw=2, label=str(label))
         if diverged_at is not None and len(x):
             ax.plot([x[-1]], [v[-1]], "x", color=color, ms=11, mew=2.5, label=f"_diverged {label}")
-            ax.annotate(f"diverged at round {diverged_at}", (x[-1], v[-1]), xytext=(-10, 0),
+            ax.annotate(f"diverged at {unit} {diverged_at}", (x[-1], v[-1]), xytext=(-10, 0),
                         textcoords="offset points", ha="right", va="center", color=color,
                         fontsize=(fontsize or 10) * 0.9)
     if log:

@@ -43,7 +43,7 @@ def test_stability_boundary_decides_divergence(data):
     assert ok.history.diverged_at is None
     np.testing.assert_allclose(ok.history.theta, ok.theta_star, atol=1e-6)
     assert bad.history.diverged_at is not None
-    assert "diverged at round" in bad.message and "1.05" in bad.message
+    assert "diverged at step" in bad.message and "1.05" in bad.message
 
 
 def test_observed_rate_matches_theory_at_lr_opt(data):

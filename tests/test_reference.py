@@ -123,7 +123,7 @@ def test_centralized_gd_divergence(regression, lr):
     k = h.diverged_at
     assert isinstance(k, int) and len(h.losses) == k and h.thetas.shape == (k, 4)
     assert np.all(np.isfinite(h.losses)) and np.all(np.isfinite(h.thetas))
-    assert f"diverged at round {k}" in h.message
+    assert f"diverged at step {k}" in h.message       # centralized GD has steps
 
 
 def test_lr_just_below_the_stability_limit_converges_and_just_above_diverges(regression):

@@ -94,9 +94,9 @@ class LearningRateRun:
         ratio = self.lr / self.limits.lr_max
         head = f"η = {self.lr:.3g} = {ratio:.2f} × 2/λmax"
         if self.history.diverged:
-            return f"{head}: diverged at round {self.history.diverged_at}"
+            return f"{head}: diverged at step {self.history.diverged_at}"
         rho = abs(1.0 - self.lr * self.limits.eigenvalues).max()
-        return f"{head}: converges, error × {rho:.3f} per round"
+        return f"{head}: converges, error × {rho:.3f} per step"
 
 
 def simulate(X, y, *, lr, rounds, theta0=None, dims=(0, 1)) -> LearningRateRun:
@@ -117,10 +117,10 @@ def simulate(X, y, *, lr, rounds, theta0=None, dims=(0, 1)) -> LearningRateRun:
 
 
 def draw(run: LearningRateRun, axes=None, *, fontsize: float | None = None):
-    """Two panels: (a) loss above the minimum vs round, (b) the path on the loss contours.
+    """Two panels: (a) loss above the minimum vs step, (b) the path on the loss contours.
 
     ``axes``: a pair of Axes (a new figure when None). Returns the pair.
-    A diverged run is drawn up to its last finite round and said in the title.
+    A diverged run is drawn up to its last finite step and said in the title.
     """
     if axes is None:
         import matplotlib.pyplot as plt
@@ -129,7 +129,7 @@ def draw(run: LearningRateRun, axes=None, *, fontsize: float | None = None):
     ax_loss, ax_path = axes
     h = run.history
     label = f"gradient descent, η = {run.lr:.3g}"
-    plot_losses({label: h}, ax_loss, optimum=run.loss_star, fontsize=fontsize,
+    plot_losses({label: h}, ax_loss, optimum=run.loss_star, fontsize=fontsize, xlabel="step",
                 title=run.message)
     ax_loss.set_xlim(0, max(h.rounds + (h.diverged_at is not None), 1))
     start = h.thetas[0][list(run.dims)]
@@ -138,7 +138,7 @@ def draw(run: LearningRateRun, axes=None, *, fontsize: float | None = None):
                        paths={label: h}, dims=run.dims, optimum=run.theta_star,
                        labels=(f"θ{run.dims[0]}" + (" (intercept)" if run.dims[0] == 0 else ""),
                                f"θ{run.dims[1]}" + (" (slope)" if run.dims[0] == 0 and run.dims[1] == 1 else "")),
-                       title=f"{h.rounds} rounds, ‖θ − θ*‖ = {np.linalg.norm(h.theta - run.theta_star):.2g}",
+                       title=f"{h.rounds} steps, ‖θ − θ*‖ = {np.linalg.norm(h.theta - run.theta_star):.2g}",
                        fontsize=fontsize)
     if h.diverged:
         ax_loss.title.set_color("#D55E00")
@@ -146,7 +146,7 @@ def draw(run: LearningRateRun, axes=None, *, fontsize: float | None = None):
 
 
 def widget(X, y, *, lr: float = 0.1, rounds: int = 150, lr_range=(1e-3, 1.0), max_rounds: int = 400):
-    """Sliders for the learning rate (log scale) and the rounds, redrawn on release.
+    """Sliders for the learning rate (log scale) and the number of steps, redrawn on release.
 
     The picture is :func:`draw` of :func:`simulate`, rendered to PNG into an
     ``ipywidgets.Image`` (no ``Output`` widget capturing the figure). Returns
@@ -159,7 +159,7 @@ def widget(X, y, *, lr: float = 0.1, rounds: int = 150, lr_range=(1e-3, 1.0), ma
 
     lr_slider = w.FloatLogSlider(value=lr, base=10, min=np.log10(lr_range[0]), max=np.log10(lr_range[1]),
                                  step=0.01, readout_format=".4f", description="η", continuous_update=False)
-    rounds_slider = w.IntSlider(value=rounds, min=1, max=max_rounds, description="rounds",
+    rounds_slider = w.IntSlider(value=rounds, min=1, max=max_rounds, description="steps",
                                 continuous_update=False)
     image = w.Image(format="png")
 
