@@ -13,7 +13,8 @@ class History:
 
     Attributes
     ----------
-    thetas : ndarray, shape (R + 1, d + 1)
+    thetas : ndarray, shape (R + 1, p)
+        (p the model's number of parameters: d + 1 for linear regression)
         Global model before round 1 and after each completed round.
     losses : ndarray, shape (R + 1,)
         Global training loss :math:`L(\\theta) = \\sum_i \\frac{m_i}{M} L_i(\\theta)`.
@@ -29,7 +30,7 @@ class History:
     selected : list of ndarray
         Indices of the parties that took part in each round.
     updates, weights : list of ndarray or None
-        Per-party updates (k, d + 1) and weights (k,) of each round, when the
+        Per-party updates (k, p) and weights (k,) of each round, when the
         run was asked to keep them (``keep_updates=True``).
     engine, device : str
         Which engine ran the local work, and where.

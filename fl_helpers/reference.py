@@ -13,7 +13,7 @@ from . import validation as valid
 from .aggregation import WEIGHTINGS
 from .history import History, Recorder
 from .linear import add_bias
-from .models import check_model, linear
+from .models import GLM, check_model, linear
 from .parties import Party, check_parties, initial_theta
 
 
@@ -36,9 +36,10 @@ def least_squares(parties, *, weighting: str = "samples") -> np.ndarray:
     """
     parties = check_parties(parties)
     weighting = valid.choice("weighting", weighting, WEIGHTINGS)
-    if parties[0].model.__class__.__name__ != "GLM" or parties[0].model.link != "identity":
-        raise ValueError(f"least_squares solves linear regression only, got parties with model "
-                         f"{parties[0].model!r}")
+    model = parties[0].model
+    if not isinstance(model, GLM) or model.link != "identity" or model.l2 != 0.0:
+        raise ValueError(f"least_squares solves unpenalised linear regression only (models.linear), got "
+                         f"parties with model {model!r}")
     rows, targets = [], []
     for p in parties:
         X, y = p.data

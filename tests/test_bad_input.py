@@ -176,6 +176,8 @@ CASES = [
          "model must be a model from fl_helpers.models", "got str"),
     case("party-logistic-labels", lambda: fl.Party(X, (Y > 0) * 2.0, model=fl.models.logistic), ValueError,
          "y must hold labels in 0..1 for the logistic model", "got 2"),
+    case("least_squares-l2", lambda: fl.least_squares([fl.Party(X, Y, model=fl.models.linear(l2=1.0))]),
+         ValueError, "least_squares solves unpenalised linear regression only", "models.linear(l2=1.0)"),
     case("softmax-n_classes-1", lambda: fl.models.softmax(n_classes=1), ValueError,
          "n_classes must be an integer in [2, inf]", "got 1"),
     case("fedavg-theta0-nan", lambda: fedavg(theta0=[0.0, np.nan, 0.0, 0.0]), ValueError,

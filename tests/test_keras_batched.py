@@ -439,3 +439,20 @@ def test_the_other_regression_losses_equal_the_loop_engine(loss):
     np.testing.assert_allclose(got.thetas, want.thetas, rtol=0, atol=1e-10)
     np.testing.assert_allclose(got.party_losses, want.party_losses, rtol=1e-10)
     assert not np.allclose(got.thetas[-1], got.thetas[0])
+
+
+def test_a_float32_input_before_float64_layers_falls_back_and_matches_keras():
+    """Keras rounds the data to the Input's float32; the batched path would not, so it steps aside."""
+    keras = _keras()
+    m = models.keras(lambda: keras.Sequential([keras.Input((D,)), keras.layers.Dense(4, activation="relu",
+                                                                                      dtype="float64"),
+                                               keras.layers.Dense(1, dtype="float64")]), loss="mse")
+    X, y, _ = fl.make_regression(22, D, noise=0.5, seed=0)
+    rows = np.split(np.arange(22), [5, 13])
+    kw = dict(lr=0.1, rounds=3, local_epochs=2)
+
+    got = fl.fedavg([fl.Party(X[r], y[r], model=m) for r in rows], engine="tensorflow", **kw)
+    loop = fl.fedavg([fl.Party(X[r], y[r], model=m) for r in rows], engine="loop", **kw)
+
+    assert "one party at a time" in got.device and "input is float32" in got.device
+    np.testing.assert_allclose(got.thetas, loop.thetas, rtol=0, atol=1e-12)

@@ -103,6 +103,10 @@ def unsupported(model) -> str | None:
     shape = net.inputs[0].shape if getattr(net, "inputs", None) else None
     if shape is None or len(shape) != 2:
         return f"the model's input is not a matrix (shape {shape})"
+    input_dtype = getattr(net.inputs[0], "dtype", None)
+    if input_dtype is not None and str(input_dtype) != model.dtype.name:
+        # Keras rounds the data to the Input's dtype before the first layer; the batched path would not
+        return f"the model's input is {input_dtype}, its weights {model.dtype.name}"
     if LOSSES[loss] not in LABEL_LOSSES and net.layers[-1].units != 1:
         return f"loss {loss!r} needs a single output, got {net.layers[-1].units}"
     return None
