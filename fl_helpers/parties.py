@@ -164,9 +164,8 @@ def local_sgd(model, X, y, theta, *, lr, epochs, batch_size, keys):
     loss = None
     for epoch in range(epochs):
         if batch_size is None:                      # one full-batch step per epoch
-            g = model.gradient(local, X, y)
-            if epoch == 0:
-                loss = model.loss(local, X, y)
+            first, g = model.loss_and_gradient(local, X, y, want_loss=epoch == 0)   # the loss at theta, free
+            loss = first if epoch == 0 else loss
             local -= lr * g
             total += g
             continue

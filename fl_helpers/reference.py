@@ -63,25 +63,11 @@ def centralized_gd(X, y, *, lr, rounds, theta0=None, model=linear) -> History:
     lr = valid.positive_float("lr", lr)
     rounds = valid.integer("rounds", rounds, minimum=0)
     theta = initial_theta(theta0, [party])
-    glm = hasattr(model, "gradient_from_residual")
     with np.errstate(over="ignore", invalid="ignore"):
         rec = Recorder([len(y)])
         for t in range(rounds + 1):
-            if glm:                                        # one pass: the residual gives loss and gradient
-                Z = model.scores(theta, X)
-                K = 1 if Z.ndim == 1 else Z.shape[1]
-                Y = model.encode(y, K)
-                if model.link == "identity":
-                    R = Z - y
-                    loss = float(R @ R) / len(y)
-                else:
-                    loss = float(np.mean(model.pointwise_loss(Z, Y)))
-                    R = model.mean(Z) - Y
-                loss += model.penalty(theta, X.shape[1])
-            else:
-                loss = model.loss(theta, X, y)
+            loss, g = model.loss_and_gradient(theta, X, y)   # one pass: the scores give loss and gradient
             if not rec.record(t, theta, [loss]) or t == rounds:
                 break
-            g = model.gradient_from_residual(theta, X, R) if glm else model.gradient(theta, X, y)
             theta = theta - lr * g
     return rec.history(engine="centralized", device="CPU (numpy)")

@@ -202,21 +202,29 @@ class GLM:
         W = self.unpack(theta, n_features)[1]
         return 0.5 * self.l2 * float(np.sum(W * W))
 
+    def _data_loss(self, Z: np.ndarray, Y: np.ndarray) -> float:
+        """:math:`\\frac1m\\sum_j \\ell(z_j, y_j)` from the scores (the MSE as r @ r / m, the course's formula)."""
+        if self.link == "identity":
+            r = Z - Y
+            return float(r @ r) / len(Y)
+        return float(np.mean(self.pointwise_loss(Z, Y)))
+
     def loss(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
         """Mean loss :math:`\\frac1m\\sum_j \\ell(z_j, y_j) + \\frac\\lambda2\\lVert W\\rVert^2`."""
         Z = self.scores(theta, X)
-        if self.link == "identity":            # the MSE as r @ r / m, the course's formula since notebook 01
-            r = Z - y
-            return float(r @ r) / len(y) + self.penalty(theta, X.shape[1])
-        K = 1 if Z.ndim == 1 else Z.shape[1]
-        return float(np.mean(self.pointwise_loss(Z, self.encode(y, K)))) + self.penalty(theta, X.shape[1])
+        Y = self.encode(y, 1 if Z.ndim == 1 else Z.shape[1])
+        return self._data_loss(Z, Y) + self.penalty(theta, X.shape[1])
 
     def gradient(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """:math:`\\frac cm \\tilde X^\\top(\\mu(Z) - Y) + \\lambda[0; W]`, flattened like ``theta``."""
+        return self.loss_and_gradient(theta, X, y, want_loss=False)[1]
+
+    def loss_and_gradient(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, want_loss: bool = True):
+        """``(loss, gradient)`` from one pass: the scores give both (the loss ``None`` if not wanted)."""
         Z = self.scores(theta, X)
-        K = 1 if Z.ndim == 1 else Z.shape[1]
-        R = self.mean(Z) - self.encode(y, K)
-        return self.gradient_from_residual(theta, X, R)
+        Y = self.encode(y, 1 if Z.ndim == 1 else Z.shape[1])
+        loss = self._data_loss(Z, Y) + self.penalty(theta, X.shape[1]) if want_loss else None
+        return loss, self.gradient_from_residual(theta, X, self.mean(Z) - Y)
 
     def gradient_from_residual(self, theta: np.ndarray, X: np.ndarray, R: np.ndarray) -> np.ndarray:
         """The gradient given the residual :math:`R = \\mu(Z) - Y` (what every engine computes first)."""

@@ -107,6 +107,10 @@ class KerasModel:
         return float(s["loss"](tf.constant(theta, s["dtype"]), tf.constant(X, s["dtype"]),
                                tf.constant(y, s["dtype"])))
 
+    def loss_and_gradient(self, theta, X, y, *, want_loss: bool = True):
+        """``(loss, gradient)``, as :meth:`loss` and :meth:`gradient` (the loss ``None`` if not wanted)."""
+        return (self.loss(theta, X, y) if want_loss else None), self.gradient(theta, X, y)
+
     def gradient(self, theta, X, y) -> np.ndarray:
         """Gradient of :meth:`loss` with respect to ``theta`` (``tf.GradientTape``), as float64."""
         s = self._state()
