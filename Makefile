@@ -10,7 +10,7 @@ TF     := $(if $(filter 1,$(GPU)),gpu,cpu)
 STAMP  := $(VENV)/.installed-$(TF)
 # Jupyter refuses to run as root unless told; containers and CI often are root.
 ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb))
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb)) $(sort $(wildcard notebooks/A[0-9]-*.ipynb))
 
 .PHONY: help env lab test unit notebooks voila bench gpu-check browser-deps clean
 
@@ -56,7 +56,7 @@ notebooks: env
 # The app view shows the title and the dashboard only: the dashboard's CSS hides, in
 # Voila alone, the cells tagged voila-hide (the notebook's text, checks and exercises).
 voila: env
-	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/04-live-demo.ipynb
+	$(BIN)/voila --Voila.ip=127.0.0.1 notebooks/05-live-demo.ipynb
 
 bench: env
 	$(BIN)/python benchmarks/bench_engines.py --threads 1

@@ -1,6 +1,6 @@
 """How long a widget redraw takes in the kernel: simulate, draw, PNG render.
 
-A slider move in the explorer (notebook 02) or the dashboard (notebook 04)
+A slider move in the explorer (notebook 03) or the dashboard (notebook 05)
 runs three steps: ``simulate(settings)``, ``draw(result, axes)`` (updates the
 artists in place) and ``render_png(figure)`` (Agg + PNG encode), then sends
 the bytes to the browser. ``simulate`` is timed two ways:

@@ -1,4 +1,4 @@
-"""End to end in a real browser: the live demo in JupyterLab and Voila, and notebook 02's explorer.
+"""End to end in a real browser: the live demo in JupyterLab and Voila, and notebook 03's explorer.
 
 Starts JupyterLab and Voila on 127.0.0.1 (free ports, random tokens, every
 Jupyter directory in a temporary folder) on a *copy* of ``notebooks/``, and
@@ -41,8 +41,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 BIN = Path(sys.executable).parent
-DEMO = "04-live-demo.ipynb"
-EXPLORER_NB = "02-federated-linear-regression.ipynb"
+DEMO = "05-live-demo.ipynb"
+EXPLORER_NB = "03-fedavg-and-client-drift.ipynb"
 
 STABLE_MS = 400          # the picture counts as final when its src did not change for this long
 ACTION_TIMEOUT_S = 30    # one slider move or click, until the final picture
@@ -411,16 +411,15 @@ def test_dashboard_in_voila(page, voila):
     print(f"\nlast Voila screenshot: {shots(dash, 'preset-drift')}")
 
 
-def test_explorer_in_notebook_02(page, lab):
-    if not (ROOT / "notebooks" / EXPLORER_NB).exists():
-        pytest.skip(f"notebooks/{EXPLORER_NB} is not written yet")
+def test_explorer_in_notebook_03(page, lab):
+    assert (ROOT / "notebooks" / EXPLORER_NB).exists(), f"notebooks/{EXPLORER_NB} is missing"
     lab_url, token = lab
-    shots = Shots("lab02")
+    shots = Shots("lab03")
     root = ".fl-explorer"
     open_and_run_all(page, lab_url, token, EXPLORER_NB)
     src = first_plot(page, root, timeout_s=120)
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=120_000)
-    assert_no_errors(page, "notebook 02, run all")
+    assert_no_errors(page, "notebook 03, run all")
     box = page.locator(root).first
     box.scroll_into_view_if_needed()
     shots(box, "start")
@@ -433,5 +432,5 @@ def test_explorer_in_notebook_02(page, lab):
     assert int(readout_.inner_text()) == before + 1
     status = page.locator(f"{root} .widget-html").first.inner_text()
     assert "rounds" in status or "diverged" in status
-    assert_no_errors(page, "notebook 02, slider")
-    print(f"\nnotebook 02 screenshot: {shots(box, 'n-plus-one')}")
+    assert_no_errors(page, "notebook 03, slider")
+    print(f"\nnotebook 03 screenshot: {shots(box, 'n-plus-one')}")

@@ -27,12 +27,12 @@ def solution_weighted_aggregate(updates, n_samples):
     return n @ np.asarray(updates) / n.sum()
 
 
-def solution_unweighted_fixed_point(data):
+def solution_fixed_point(data, votes):
     A, b = 0, 0
-    for X, y in data:
+    for (X, y), v in zip(data, votes, strict=True):
         Xt = np.hstack([np.ones((len(y), 1)), X])
-        A = A + Xt.T @ Xt / len(y)
-        b = b + Xt.T @ y / len(y)
+        A = A + v * Xt.T @ Xt / len(y)
+        b = b + v * Xt.T @ y / len(y)
     return np.linalg.solve(A, b)
 
 
@@ -133,61 +133,72 @@ def test_weighted_aggregate_rejects_a_plain_sum():
     assert_fail(check.weighted_aggregate(lambda U, n: np.sum(U, axis=0)), "summed")
 
 
-# ----------------------------------------------------------------- unweighted_fixed_point
+# ----------------------------------------------------------------- fixed_point
 
 
-def test_unweighted_fixed_point_accepts_the_solutions():
-    assert_pass(check.unweighted_fixed_point(solution_unweighted_fixed_point))
-    assert_pass(check.unweighted_fixed_point(
-        lambda data: fl.least_squares([fl.Party(X, y) for X, y in data], weighting="uniform")))
+def test_fixed_point_accepts_the_solutions():
+    assert_pass(check.fixed_point(solution_fixed_point))
+    # weighted least squares on the stacked rows, each row of party i weighted by v_i / m_i
+    assert_pass(check.fixed_point(lambda data, v: np.linalg.lstsq(
+        np.vstack([np.sqrt(vi / len(y)) * _bias(X) for (X, y), vi in zip(data, v)]),
+        np.concatenate([np.sqrt(vi / len(y)) * y for (X, y), vi in zip(data, v)]), rcond=None)[0]))
 
 
-def test_unweighted_fixed_point_solution_is_where_the_unweighted_mean_stops(concept_shift_parties):
+def test_fixed_point_solution_is_where_the_runs_stop(concept_shift_parties):
+    """Independent of the checker: long FedSGD runs with votes 1 and m_i end on the solution's points."""
     parties = concept_shift_parties
-    theta_u = solution_unweighted_fixed_point([p.data for p in parties])
-    mean_grad = np.mean([p.gradient(theta_u) for p in parties], axis=0)
-    np.testing.assert_allclose(mean_grad, 0.0, atol=1e-10)
+    data = [p.data for p in parties]
+    sizes = np.array([p.n_samples for p in parties], dtype=float)
+    theta_u = solution_fixed_point(data, np.ones(len(parties)))
+    run = fl.fedsgd(parties, lr=0.1, rounds=2000, weighting="uniform")
+    np.testing.assert_allclose(run.theta, theta_u, atol=1e-8)
+    np.testing.assert_allclose(solution_fixed_point(data, sizes), fl.least_squares(parties), rtol=1e-10)
     assert np.linalg.norm(theta_u - fl.least_squares(parties)) > 0.1
 
 
-def test_unweighted_fixed_point_rejects_the_pooled_least_squares():
-    def pooled(data):
+def test_fixed_point_rejects_the_pooled_least_squares():
+    def pooled(data, votes):
         X = np.vstack([X for X, _ in data])
         y = np.concatenate([y for _, y in data])
         return np.linalg.lstsq(_bias(X), y, rcond=None)[0]
 
-    assert_fail(check.unweighted_fixed_point(pooled), "θ*", "1/m_i")
+    assert_fail(check.fixed_point(pooled), "θ*", "v_i / m_i")
 
 
-def test_unweighted_fixed_point_rejects_weights_one_over_m_squared():
-    def squared(data):
-        A = sum(_bias(X).T @ _bias(X) / len(y) ** 2 for X, y in data)
-        b = sum(_bias(X).T @ y / len(y) ** 2 for X, y in data)
+def test_fixed_point_rejects_ignoring_the_votes():
+    assert_fail(check.fixed_point(lambda data, votes: solution_fixed_point(data, np.ones(len(data)))), "θ°")
+
+
+def test_fixed_point_rejects_votes_without_the_one_over_m():
+    def per_sample(data, votes):
+        A = sum(v * _bias(X).T @ _bias(X) for (X, y), v in zip(data, votes))
+        b = sum(v * _bias(X).T @ y for (X, y), v in zip(data, votes))
         return np.linalg.solve(A, b)
 
-    assert_fail(check.unweighted_fixed_point(squared), "1/m_i²")
+    assert_fail(check.fixed_point(per_sample), "divide by m_i")
 
 
-def test_unweighted_fixed_point_rejects_the_mean_of_local_solutions():
-    def mean_of_local(data):
-        return np.mean([np.linalg.lstsq(_bias(X), y, rcond=None)[0] for X, y in data], axis=0)
+def test_fixed_point_rejects_the_mean_of_local_solutions():
+    def mean_of_local(data, votes):
+        local = [np.linalg.lstsq(_bias(X), y, rcond=None)[0] for X, y in data]
+        return np.asarray(votes) @ np.array(local) / np.sum(votes)
 
-    assert_fail(check.unweighted_fixed_point(mean_of_local), "own least-squares solutions")
+    assert_fail(check.fixed_point(mean_of_local), "own least-squares solutions")
 
 
-def test_unweighted_fixed_point_rejects_a_forgotten_intercept():
-    def no_bias(data):
-        A = sum(X.T @ X / len(y) for X, y in data)
-        b = sum(X.T @ y / len(y) for X, y in data)
+def test_fixed_point_rejects_a_forgotten_intercept():
+    def no_bias(data, votes):
+        A = sum(v * X.T @ X / len(y) for (X, y), v in zip(data, votes))
+        b = sum(v * X.T @ y / len(y) for (X, y), v in zip(data, votes))
         return np.linalg.solve(A, b)
 
-    assert_fail(check.unweighted_fixed_point(no_bias), "forgot the intercept")
+    assert_fail(check.fixed_point(no_bias), "forgot the intercept")
 
 
 # ----------------------------------------------------------------- never raises
 
 
-CHECKERS = [check.local_gradient, check.weighted_aggregate, check.unweighted_fixed_point]
+CHECKERS = [check.local_gradient, check.weighted_aggregate, check.fixed_point]
 
 
 @pytest.mark.parametrize("checker", CHECKERS)

@@ -1,4 +1,4 @@
-"""Checkers of notebook 03: accept the reference solutions, reject typical wrong answers.
+"""Checkers of notebook 04 and appendix A1: accept the reference solutions, reject typical wrong answers.
 
 The reference solutions of the exercises live here (not in the notebook).
 
@@ -235,6 +235,12 @@ def test_traced_once_accepts_the_solution_even_if_called_before():
     step(np.zeros(3), np.ones((5, 2)), np.ones(5), 0.5)     # the student tried it out first
     assert_pass(check.traced_once(step))
     assert step.experimental_get_tracing_count() == 1
+
+
+def test_traced_once_without_an_answer_fails_without_a_hint():
+    result = check.traced_once(None)
+    assert_fail(result)
+    assert "no answer yet" in result.message and not result.hint
 
 
 def test_traced_once_rejects_a_function_without_signature():

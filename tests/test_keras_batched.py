@@ -298,7 +298,7 @@ def test_a_dense1_linear_model_equals_the_loop_engine_and_linear_regression():
 
 @pytest.mark.parametrize("kw", [dict(local_epochs=2), dict(local_epochs=2, batch_size=8, fraction=0.5, seed=2)])
 def test_one_feature_dense1_keeps_its_shapes_through_the_loop(kw):
-    """A (1, 1) kernel: the einsum gradient must not lose its static sizes in the while loop (notebook 03)."""
+    """A (1, 1) kernel: the einsum gradient must not lose its static sizes in the while loop (notebook 04)."""
     keras = _keras()
     m = models.keras(lambda: keras.Sequential([keras.Input((1,), dtype="float64"),
                                                keras.layers.Dense(1, kernel_initializer="zeros",

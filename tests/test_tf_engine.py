@@ -516,6 +516,11 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+def test_tensorfloat32_is_off_so_float32_means_float32(tf):
+    """On A100/H100 TensorFlow would multiply float32 matrices in TF32 (10-bit significands) by default."""
+    assert tf.config.experimental.tensor_float_32_execution_enabled() is False
+
+
 def test_import_fl_helpers_does_not_import_tensorflow():
     out = _python("import sys, fl_helpers, fl_helpers.engines, fl_helpers.engines.tf_engine, fl_helpers.keras_fl\n"
                   "print('tensorflow' in sys.modules, 'keras' in sys.modules)")

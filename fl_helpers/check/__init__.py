@@ -19,12 +19,12 @@ from .centralized import (
     standardize,
 )
 from .dashboard import bytes_per_round, largest_stable_lr
-from .federated import local_gradient, unweighted_fixed_point, weighted_aggregate
+from .federated import fixed_point, local_gradient, weighted_aggregate
 from .tensorflow_ex import segment_gradients, tape_gradient, traced_once
 
 __all__ = [
     "CheckResult",
-    "bytes_per_round", "glossary", "largest_stable_lr", "local_gradient", "mse_gradient",
+    "bytes_per_round", "fixed_point", "glossary", "largest_stable_lr", "local_gradient", "mse_gradient",
     "recover_sample_from_gradient", "round_order", "segment_gradients", "stable_learning_rate",
-    "standardize", "tape_gradient", "traced_once", "unweighted_fixed_point", "weighted_aggregate",
+    "standardize", "tape_gradient", "traced_once", "weighted_aggregate",
 ]

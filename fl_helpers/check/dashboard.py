@@ -1,4 +1,4 @@
-r"""Self-checks for notebook 04, the live demo.
+r"""Self-checks for notebook 05, the live demo.
 
 - :func:`largest_stable_lr`: the learning rate a student read off the
   dashboard's slider, compared with the limit :math:`2/\lambda_{\max}(H)` of

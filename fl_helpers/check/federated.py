@@ -7,9 +7,10 @@ or ``FAIL ... Hint: ...`` and never raises because of the student's code.
     ``fn(theta, X, y)`` = :math:`\Delta_i = \frac2{m_i}\tilde X_i^\top(\tilde X_i\theta - y_i)`.
 :func:`weighted_aggregate`
     ``fn(updates, n_samples)`` = :math:`\sum_i \frac{m_i}{M}\Delta_i`.
-:func:`unweighted_fixed_point`
-    ``fn([(X_1, y_1), ...])`` = :math:`\theta^\circ = \big(\sum_i \tfrac1{m_i}\tilde X_i^\top\tilde X_i\big)^{-1}
-    \sum_i \tfrac1{m_i}\tilde X_i^\top y_i`, where the article's unweighted mean stops.
+:func:`fixed_point`
+    ``fn([(X_1, y_1), ...], votes)`` = :math:`\theta_v = \big(\sum_i \tfrac{v_i}{m_i}\tilde X_i^\top\tilde X_i\big)^{-1}
+    \sum_i \tfrac{v_i}{m_i}\tilde X_i^\top y_i`, where FedSGD stops when party :math:`i` gets the vote
+    :math:`v_i` (:math:`\theta^\star` for :math:`v_i = m_i`, the article's :math:`\theta^\circ` for :math:`v_i = 1`).
 
 The reference solutions and the wrong answers each checker must reject live in
 ``tests/test_check_federated.py``.
@@ -153,7 +154,7 @@ def weighted_aggregate(fn: Callable) -> CheckResult:
     return run_cases(name, fn, _aggregate_cases(), _weighted_mean, hint=hint, diagnose=safe(diagnose))
 
 
-# --------------------------------------------------------------------------- unweighted fixed point
+# --------------------------------------------------------------------------- fixed point of any votes
 
 def _fixed_point_cases():
     rng = np.random.default_rng(23)
@@ -164,53 +165,62 @@ def _fixed_point_cases():
             X = rng.normal(size=(m, d)) + 0.7 * i
             y = X @ np.linspace(1.0, -1.0, d) + 1.5 * i + 0.2 * rng.normal(size=m)
             data.append(tuple(read_only(X, y, dtype=np.float64)))
-        cases.append((data,))
+        m = np.array(sizes, dtype=np.float64)
+        for votes in (np.ones_like(m), m, np.sqrt(m), rng.uniform(0.5, 3.0, size=len(m))):
+            cases.append((data, read_only(votes)[0]))
     return cases
 
 
 def _normal_equations_solution(data, weight: Callable):
-    A = sum(weight(len(y)) * add_bias(X).T @ add_bias(X) for X, y in data)
-    b = sum(weight(len(y)) * add_bias(X).T @ y for X, y in data)
+    A = sum(weight(i, len(y)) * add_bias(X).T @ add_bias(X) for i, (X, y) in enumerate(data))
+    b = sum(weight(i, len(y)) * add_bias(X).T @ y for i, (X, y) in enumerate(data))
     return np.linalg.solve(A, b)
 
 
-def _unweighted_fixed_point(data):
-    return _normal_equations_solution(data, lambda m: 1.0 / m)
+def _fixed_point(data, votes):
+    return _normal_equations_solution(data, lambda i, m: votes[i] / m)
 
 
-def unweighted_fixed_point(fn: Callable) -> CheckResult:
-    r"""Check ``fn(data)`` = :math:`\theta^\circ`, the fixed point of the unweighted (1/N) mean.
+def fixed_point(fn: Callable) -> CheckResult:
+    r"""Check ``fn(data, votes)``: where FedSGD stops when party :math:`i` gets the vote :math:`v_i`.
 
-    ``data`` is a list of the parties' ``(X_i, y_i)``; the answer solves
-    :math:`\frac1N\sum_i\nabla L_i(\theta) = 0`:
+    ``data`` is a list of the parties' ``(X_i, y_i)``, ``votes`` (N,) positive
+    aggregation weights (normalised by the server). The answer solves
+    :math:`\sum_i v_i\nabla L_i(\theta) = 0`:
 
     .. math::
-        \theta^\circ = \Big(\sum_i \tfrac1{m_i}\tilde X_i^\top\tilde X_i\Big)^{-1}
-                       \sum_i \tfrac1{m_i}\tilde X_i^\top y_i
+        \theta_v = \Big(\sum_i \tfrac{v_i}{m_i}\tilde X_i^\top\tilde X_i\Big)^{-1}
+                   \sum_i \tfrac{v_i}{m_i}\tilde X_i^\top y_i ,
+
+    :math:`\theta^\star` for :math:`v_i = m_i`, :math:`\theta^\circ` for :math:`v_i = 1`.
     """
-    name = "unweighted_fixed_point"
-    hint = ("Set (1/N) Σ_i ∇L_i(θ) = 0 with ∇L_i = (2/m_i) X̃_iᵀ(X̃_iθ − y_i): solve "
-            "(Σ_i X̃_iᵀX̃_i / m_i) θ = Σ_i X̃_iᵀy_i / m_i, with X̃_i = [1, X_i].")
+    name = "fixed_point"
+    hint = ("Set Σ_i v_i ∇L_i(θ) = 0 with ∇L_i = (2/m_i) X̃_iᵀ(X̃_iθ − y_i): solve "
+            "(Σ_i v_i X̃_iᵀX̃_i / m_i) θ = Σ_i v_i X̃_iᵀy_i / m_i, with X̃_i = [1, X_i].")
 
     def diagnose(args, got, want):
-        (data,) = args
-        if len(data) > 1 and np.allclose(got, _normal_equations_solution(data, lambda m: 1.0)):
-            return ("That is θ*, least squares on all the data (the sample-weighted answer). The unweighted mean "
-                    "weights party i's normal equations by 1/m_i.")
-        if np.allclose(got, _normal_equations_solution(data, lambda m: 1.0 / m**2)):
-            return "You weighted by 1/m_i²: X̃_iᵀX̃_i / m_i and X̃_iᵀy_i / m_i (rows scaled by 1/√m_i)."
-        local = [_normal_equations_solution([(X, y)], lambda m: 1.0) for X, y in data]
-        if np.allclose(got, np.mean(local, axis=0)):
-            return ("That is the mean of the parties' own least-squares solutions; the fixed point is where the "
-                    "mean of the local *gradients* vanishes, a different point.")
+        data, votes = args
+        if not np.allclose(votes, votes[0]) and np.allclose(got, _normal_equations_solution(data, lambda i, m: 1 / m)):
+            return "That is θ°, the fixed point of equal votes: weight party i's equations by its vote v_i too."
+        if len(data) > 1 and np.allclose(got, _normal_equations_solution(data, lambda i, m: 1.0)):
+            return ("That is θ*, least squares on all the data: the answer for votes v_i = m_i only. Party i's "
+                    "gradient is an average over its m_i samples: weight its normal equations by v_i and "
+                    "divide by m_i (v_i / m_i).")
+        if np.allclose(got, _normal_equations_solution(data, lambda i, m: votes[i])):
+            return ("You weighted party i's equations by v_i alone: its gradient is an average over its m_i "
+                    "samples, so divide by m_i as well (v_i / m_i).")
+        local = [_normal_equations_solution([(X, y)], lambda i, m: 1.0) for X, y in data]
+        if np.allclose(got, np.asarray(votes) @ np.array(local) / np.sum(votes)):
+            return ("That is the vote-weighted mean of the parties' own least-squares solutions; the fixed point "
+                    "is where the weighted mean of the local *gradients* vanishes, a different point.")
         return None
 
     if not callable(fn):
         return CheckResult(name, False, f"expected a function, got {type(fn).__name__}", hint)
     cases = _fixed_point_cases()
-    probe = cases[1]
+    probe = cases[4]
     d = probe[0][0][0].shape[1]
     if _probe_shape(fn, probe) == (d,):
         return CheckResult(name, False, f"expected {d + 1} entries (d + 1), got {d} (d)",
                            "You forgot the intercept: use X̃_i = [1, X_i] (a column of ones in front).")
-    return run_cases(name, fn, cases, _unweighted_fixed_point, hint=hint, diagnose=safe(diagnose))
+    return run_cases(name, fn, cases, _fixed_point, hint=hint, diagnose=safe(diagnose))

@@ -1,4 +1,4 @@
-r"""Checkers for the exercises of notebook 03 (TensorFlow and the GPU).
+r"""Checkers for the exercises of notebook 04 (TensorFlow and the GPU) and appendix A1.
 
 Each returns a :class:`~fl_helpers.check.CheckResult` that prints ``PASS ...``
 or ``FAIL ... Hint: ...`` and never raises because of the student's code.
@@ -298,6 +298,9 @@ def traced_once(fn) -> CheckResult:
     tf = _tensorflow()
     if tf is None:
         return _missing_tf(name)
+    if fn is None:                                  # the exercise's starting point: nothing written yet
+        return no_answer(name, "no answer yet: set gd_step_fixed to your tf.function "
+                               "(a hint appears after a first wrong attempt)")
     if not callable(fn) or not hasattr(fn, "experimental_get_tracing_count"):
         return CheckResult(name, False, f"expected a tf.function, got {type(fn).__name__}",
                            "Put @tf.function(input_signature=[...]) on the line above `def`. " + hint)

@@ -3,8 +3,8 @@
 Each widget binds sliders to a pure function that simulates and a pure
 function that draws (``axes`` in, ``axes`` out), both testable without a browser:
 
-explorer    the federated-run explorer of notebooks 02 and 03 (``simulate``, ``draw``, ``explorer``)
-dashboard   the instructor's one-screen live demo of notebook 04 (presets, linked plots, Voila)
+explorer    the federated-run explorer of notebook 03 and appendix A1 (``simulate``, ``draw``, ``explorer``)
+dashboard   the instructor's one-screen live demo of notebook 05 (presets, linked plots, Voila)
 lr_demo     the learning-rate demo of notebook 01
 rendering   their shared drawing layer (PNG rendering, legend reuse, the artist cache)
 

@@ -1,7 +1,7 @@
 r"""The instructor's live demo: every knob of a federated run on one screen.
 
-A thin layer over :mod:`fl_helpers.widgets.explorer` (notebook ``04-live-demo``, also
-served as a code-free app with ``voila notebooks/04-live-demo.ipynb``),
+A thin layer over :mod:`fl_helpers.widgets.explorer` (notebook ``05-live-demo``, also
+served as a code-free app with ``voila notebooks/05-live-demo.ipynb``),
 drawn with the widgets' shared :mod:`fl_helpers.widgets.rendering`:
 
 - :func:`simulate` is :func:`fl_helpers.widgets.explorer.simulate` plus a check that
