@@ -6,16 +6,19 @@ and ``models.keras`` load it on first use (:mod:`fl_helpers.tf_env`).
 The round and its seams
 -----------------------
 server       the four blocks (broadcast, local work, aggregate, server update), train, fedsgd, fedavg
+             (FedProx: fedavg(prox_mu=...); stragglers)
+algorithms   scaffold, Scaffold: control variates that correct the local work
 models       linear, logistic, softmax (GLMs in numpy) and keras(...): what parties train
 engines      loop, vectorized (numpy), tensorflow (lazy): how the local work is computed
 aggregation  aggregation_weights, aggregate, weighted_sum, Aggregate (composable)
 optim        server optimizers: sgd (FedAvgM), adam, yogi, adagrad (Reddi et al. 2021)
 randomness   the randomness contract: streams keyed by (seed, round[, party])
 wire         bytes of what is sent, measured
+evaluation   accuracy, evaluate, party_accuracies: held-out and per-party numbers
 
 Around it
 ---------
-data         make_regression, split, load_dataset
+data         make_regression, make_fedprox_synthetic, split, label_histogram, load_dataset
 parties      Party, ClientUpdate
 linear       the linear model's functions under the notebooks' names
 reference    least_squares, centralized_gd
@@ -24,9 +27,11 @@ validation   argument checks shared by the public functions
 tf_env       quiet, lazy TensorFlow / Keras imports
 """
 
-from . import models, optim, randomness, wire
+from . import evaluation, models, optim, randomness, wire
 from .aggregation import Aggregate, aggregate, aggregation_weights, weighted_sum
-from .data import available_datasets, load_dataset, make_regression, split
+from .algorithms import Scaffold, scaffold
+from .data import available_datasets, label_histogram, load_dataset, make_fedprox_synthetic, make_regression, split
+from .evaluation import accuracy, evaluate, party_accuracies
 from .history import History
 from .parties import ClientUpdate, Party
 from .reference import centralized_gd, least_squares
@@ -35,8 +40,9 @@ from .server import RoundInfo, broadcast, fedavg, fedsgd, sample_parties, server
 __version__ = "0.2.0"
 
 __all__ = [
-    "Aggregate", "ClientUpdate", "History", "Party", "RoundInfo", "aggregate", "aggregation_weights",
-    "available_datasets", "broadcast", "centralized_gd", "fedavg", "fedsgd", "least_squares",
-    "load_dataset", "make_regression", "models", "optim", "randomness", "sample_parties", "server_update",
-    "split", "train", "weighted_sum", "wire",
+    "Aggregate", "ClientUpdate", "History", "Party", "RoundInfo", "Scaffold", "accuracy", "aggregate",
+    "aggregation_weights", "available_datasets", "broadcast", "centralized_gd", "evaluate", "evaluation",
+    "fedavg", "fedsgd", "label_histogram", "least_squares", "load_dataset", "make_fedprox_synthetic",
+    "make_regression", "models", "optim", "party_accuracies", "randomness", "sample_parties", "scaffold",
+    "server_update", "split", "train", "weighted_sum", "wire",
 ]

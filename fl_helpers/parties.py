@@ -119,7 +119,7 @@ class Party:
         return self.model.gradient(self._theta(theta), self._X, self._y)
 
     def local_update(self, theta, *, lr, epochs=1, batch_size=None, seed=None, round=1,
-                     index=0) -> ClientUpdate:
+                     index=0, prox_mu=0.0, correction=None) -> ClientUpdate:
         """Train locally from the broadcast ``theta`` and return the update.
 
         Runs ``epochs`` passes of gradient descent over the local data. With
@@ -130,6 +130,10 @@ class Party:
         (:mod:`fl_helpers.randomness`), keyed by ``(seed, round, index)``: so a
         party computes, alone, exactly its row of a federated run with that
         ``seed``. Without a ``seed`` minibatches follow the data order.
+
+        ``prox_mu`` :math:`\\mu \\ge 0` adds FedProx's proximal term: each step descends
+        :math:`L_i(\\theta_i) + \\frac\\mu2\\lVert\\theta_i - \\theta\\rVert^2`. ``correction`` (p,) is
+        added to every step's gradient (SCAFFOLD's :math:`c - c_i`).
 
         Returns
         -------
@@ -143,18 +147,26 @@ class Party:
         batch_size = valid.optional_batch_size(batch_size)
         round_ = valid.integer("round", round, minimum=1)
         index = valid.integer("index", index, minimum=0)
+        prox_mu = valid.positive_float("prox_mu", prox_mu, allow_zero=True)
+        if correction is not None:
+            correction = self._theta(correction, name="correction")
         keys = None
         if batch_size is not None and seed is not None:
             keys = randomness.shuffle_keys(valid.seed(seed), round_, [index], [self.n_samples], epochs)
         total, local, _ = local_sgd(self.model, self._X, self._y, theta, lr=lr, epochs=epochs,
-                                    batch_size=batch_size, keys=keys)
+                                    batch_size=batch_size, keys=keys, prox_mu=prox_mu, correction=correction)
         return ClientUpdate(update=total, weight=float(self.n_samples), theta=local)
 
 
-def local_sgd(model, X, y, theta, *, lr, epochs, batch_size, keys):
-    """Local gradient descent of one party (unchecked): the loop engine and ``Party.local_update``.
+def local_sgd(model, X, y, theta, *, lr, epochs, batch_size, keys, prox_mu=0.0, correction=None):
+    r"""Local gradient descent of one party (unchecked): the loop engine and ``Party.local_update``.
 
-    Returns the summed step gradients (the pseudo-gradient), the local model and the loss at
+    Every step moves along :math:`g + \mu(\theta_i - \theta) + c`: the model's gradient ``g`` on the
+    step's rows, FedProx's proximal pull towards the broadcast ``theta`` (``prox_mu`` :math:`\mu`;
+    Li et al. 2020) and a fixed ``correction`` :math:`c` (SCAFFOLD's :math:`c - c_i`; None: none).
+    With ``prox_mu=0`` and no correction the steps are plain gradient steps, bit for bit.
+
+    Returns the summed step directions (the pseudo-gradient), the local model and the loss at
     ``theta`` when the first step saw every row (full batch), else None.
     ``keys`` (epochs * m,) order the rows of each epoch (None: data order).
     """
@@ -162,20 +174,34 @@ def local_sgd(model, X, y, theta, *, lr, epochs, batch_size, keys):
     local = theta.copy()
     total = np.zeros_like(theta)
     loss = None
+
+    def step(g):
+        if prox_mu != 0.0:
+            g = g + prox_mu * (local - theta)
+        if correction is not None:
+            g = g + correction
+        local[...] -= lr * g
+        total[...] += g
+
     for epoch in range(epochs):
         if batch_size is None:                      # one full-batch step per epoch
             first, g = model.loss_and_gradient(local, X, y, want_loss=epoch == 0)   # the loss at theta, free
             loss = first if epoch == 0 else loss
-            local -= lr * g
-            total += g
+            step(g)
             continue
         order = np.arange(m) if keys is None else np.argsort(keys[epoch * m:(epoch + 1) * m], kind="stable")
         for start in range(0, m, batch_size):
             idx = order[start:start + batch_size]
-            g = model.gradient(local, X[idx], y[idx])
-            local -= lr * g
-            total += g
+            step(model.gradient(local, X[idx], y[idx]))
     return total, local, loss
+
+
+def local_steps(n_samples, *, epochs, batch_size) -> np.ndarray:
+    """Number of local steps: ``epochs`` full-batch steps, or ``epochs * ceil(m / batch_size)`` minibatch steps."""
+    epochs = np.asarray(epochs)
+    if batch_size is None:
+        return epochs * np.ones_like(np.asarray(n_samples))
+    return epochs * -(-np.asarray(n_samples) // batch_size)
 
 
 def check_parties(parties) -> list[Party]:

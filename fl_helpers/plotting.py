@@ -16,6 +16,8 @@ quadratic_slice      the MSE restricted to two coordinates of :math:`\theta`
                      (a vectorized ``loss2d`` for :func:`plot_loss_contours`)
 quadratic_loss2d     :math:`L^\star + \tfrac12 (t - c)^\top H (t - c)` as a ``loss2d``
 plot_round_diagram   the federated round as a picture (server, parties, arrows)
+plot_label_histogram how many samples of each label every party holds
+                     (stacked bars, one per party; :func:`fl_helpers.label_histogram`)
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from . import validation as valid
+from .data import label_histogram
 from .history import History
 from .linear import add_bias
+from .parties import Party
 
 #: Okabe & Ito (2008) colour-blind-safe colours, in the order runs get them.
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -507,4 +511,102 @@ def plot_round_diagram(ax=None, *, n_parties: int = 3, fontsize: float | None = 
             fontsize=fontsize * 0.95)                  # below the arrow labels, clear of the edge
     ax.text(xs[-1] + 0.5, 3.0, "update Δ$_i$\n+ weight m$_i$", ha="left", va="center",
             color=orange, fontsize=fontsize * 0.95)
+    return ax
+
+
+# --------------------------------------------------------------------------- labels per party
+
+def _class_colors(n_classes: int) -> list:
+    """Okabe-Ito for up to 7 classes, then matplotlib's tab10 / tab20, then viridis."""
+    if n_classes <= len(COLORS):
+        return list(COLORS[:n_classes])
+    import matplotlib
+
+    if n_classes <= 20:
+        cmap = matplotlib.colormaps["tab10" if n_classes <= 10 else "tab20"]
+        return [cmap(k) for k in range(n_classes)]
+    cmap = matplotlib.colormaps["viridis"]
+    return [cmap(k / (n_classes - 1)) for k in range(n_classes)]
+
+
+def _label_counts(parties_or_counts, n_classes) -> tuple[np.ndarray, list[str] | None]:
+    if isinstance(parties_or_counts, (list, tuple)) and parties_or_counts \
+            and all(isinstance(p, Party) for p in parties_or_counts):
+        names = [p.name if p.name else f"party {i}" for i, p in enumerate(parties_or_counts)]
+        return label_histogram(parties_or_counts, n_classes), names
+    try:
+        counts = np.asarray(parties_or_counts, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError("parties_or_counts must be a list of Party objects or an (N, K) array of label counts, "
+                        f"got {type(parties_or_counts).__name__}") from exc
+    if counts.ndim != 2 or 0 in counts.shape:
+        raise ValueError("parties_or_counts must be a list of Party objects or an (N, K) array of label counts, "
+                         f"got shape {counts.shape}")
+    if not np.all(np.isfinite(counts)) or counts.min() < 0:
+        raise ValueError(f"parties_or_counts must hold finite counts >= 0, got values such as "
+                         f"{counts[~np.isfinite(counts) | (counts < 0)][:3].tolist()}")
+    if n_classes is not None and valid.integer("n_classes", n_classes, minimum=1) != counts.shape[1]:
+        raise ValueError(f"n_classes must equal the number of columns of the counts ({counts.shape[1]}), "
+                         f"got {n_classes}")
+    return counts, None
+
+
+def plot_label_histogram(parties_or_counts, ax=None, *, n_classes: int | None = None, normalize: bool = False,
+                         title: str | None = None, fontsize: float | None = None):
+    r"""Labels per party as stacked horizontal bars: one bar per party, one colour per class.
+
+    The picture of label skew: with ``split(..., scheme="iid")`` every bar
+    shows all colours in the same proportions; with ``scheme="shards"`` or a
+    small Dirichlet :math:`\alpha` each bar is one or two colours.
+
+    Parameters
+    ----------
+    parties_or_counts : list of Party, or array (N, K)
+        Parties holding class labels (counted with
+        :func:`fl_helpers.label_histogram`), or the counts themselves.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure (taller for more parties) when None.
+    n_classes : int, optional
+        K, for parties that miss the top labels (default: the largest label + 1).
+    normalize : bool
+        Draw each party's label mix (fractions summing to 1) instead of counts.
+    title : str, optional
+    fontsize : float, optional
+        Font size of labels, ticks and legend (e.g. 16 for projection).
+
+    Returns
+    -------
+    matplotlib Axes
+        N x K bar patches (party 0 at the top) and a legend with one entry per class.
+    """
+    counts, names = _label_counts(parties_or_counts, n_classes)
+    fontsize = _check_fontsize(fontsize)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be True or False, got {normalize!r}")
+    n, k = counts.shape
+    if normalize:
+        totals = counts.sum(axis=1, keepdims=True)
+        counts = np.divide(counts, totals, out=np.zeros_like(counts, dtype=np.float64), where=totals > 0)
+    ax = _new_axes(figsize=(7.0, min(10.0, 1.4 + 0.3 * n))) if ax is None else ax
+    rows = np.arange(n)
+    left = np.zeros(n)
+    height = 0.8 if n <= 60 else 1.0                      # many parties: bars touch, no white stripes
+    for label, color in zip(range(k), _class_colors(k), strict=True):
+        ax.barh(rows, counts[:, label], left=left, height=height, color=color, label=str(label),
+                edgecolor="white" if n <= 60 else "none", linewidth=0.5)
+        left = left + counts[:, label]
+    if names is not None and n <= 30:
+        ax.set_yticks(rows, names)
+    ax.set_ylim(n - 0.5, -0.5)                            # party 0 at the top
+    ax.set_ylabel("party")
+    ax.set_xlabel("fraction of the party's samples" if normalize else "samples")
+    if normalize:
+        ax.set_xlim(0, 1)
+    if title:
+        ax.set_title(title)
+    ax.legend(title="label", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              ncols=1 if k <= 15 else 2, fontsize=(fontsize or 10) * 0.9)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    _apply_fontsize(ax, fontsize)
     return ax

@@ -4,15 +4,16 @@ A run has one ``seed``. Each block of the round draws from its own stream,
 derived from ``(seed, stream, round[, party])`` and nothing else, the way
 TensorFlow Federated and Flower seed each client:
 
-==============  ============================  ==========================================
-stream          key                           used for
-==============  ============================  ==========================================
-``"sampling"``  ``(seed, t)``                 which parties take part in round ``t``
-``"local"``     ``(seed, t, i)``              party ``i``'s minibatch order in round ``t``
-``"transform"`` ``(seed, t, i)``              party ``i``'s client transform (clipping noise, ...)
-``"aggregate"`` ``(seed, t)``                 the aggregator (e.g. the server's DP noise)
-``"server"``    ``(seed, t)``                 the server optimizer
-==============  ============================  ==========================================
+================  ================  ====================================================================
+stream            key               used for
+================  ================  ====================================================================
+``"sampling"``    ``(seed, t)``     which parties take part in round ``t``
+``"local"``       ``(seed, t, i)``  party ``i``'s minibatch order in round ``t``
+``"transform"``   ``(seed, t, i)``  party ``i``'s client transform (clipping noise, ...)
+``"aggregate"``   ``(seed, t)``     the aggregator (e.g. the server's DP noise)
+``"server"``      ``(seed, t)``     the server optimizer
+``"stragglers"``  ``(seed, t)``     which selected parties straggle in round ``t``, and how far they get
+================  ================  ====================================================================
 
 Consequences (each is a test in ``tests/test_randomness.py``):
 
@@ -42,7 +43,7 @@ import numpy as np
 from . import validation as valid
 
 #: Stream numbers of the spawn keys (part of the contract: never renumber).
-STREAMS = {"local": 0, "sampling": 1, "transform": 2, "aggregate": 3, "server": 4}
+STREAMS = {"local": 0, "sampling": 1, "transform": 2, "aggregate": 3, "server": 4, "stragglers": 5}
 
 _MASK = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

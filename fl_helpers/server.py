@@ -39,9 +39,10 @@ import numpy as np
 from . import randomness, wire
 from . import validation as valid
 from .aggregation import WEIGHTINGS, Aggregate, aggregation_weights, weighted_sum
-from .engines import make_engine
+from .engines import LocalWork, make_engine
+from .evaluation import eval_metrics
 from .history import History, Recorder
-from .parties import check_parties, initial_theta
+from .parties import check_parties, initial_theta, local_steps
 
 
 def broadcast(theta: np.ndarray, selected: np.ndarray, *, dtype=np.float64) -> np.ndarray:
@@ -116,11 +117,28 @@ def _server_lr(value) -> Callable[[int], float]:
 def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
           weighting="samples", theta0=None, seed=None, engine="loop",
           server_lr=1.0, server_optimizer=None, client_transform=None, aggregator=None,
-          metrics: Mapping[str, Callable] | None = None, keep_updates: bool = False) -> History:
-    """Run federated rounds: broadcast -> local work -> aggregate -> server update.
+          metrics: Mapping[str, Callable] | None = None, keep_updates: bool = False,
+          prox_mu=0.0, stragglers=0.0, drop_stragglers=True, control=None, eval_data=None) -> History:
+    r"""Run federated rounds: broadcast -> local work -> aggregate -> server update.
 
     This is FedAvg in general; :func:`fedsgd` and :func:`fedavg` are the named
-    entry points. The hooks, each with its own random stream:
+    entry points. The local work (block 2) takes three options:
+
+    ``prox_mu`` :math:`\mu \ge 0`
+        FedProx (Li et al. 2020): each party descends :math:`L_i(\theta_i) + \frac\mu2\lVert\theta_i
+        - \theta\rVert^2`; ``prox_mu=0`` is FedAvg, bit for bit.
+    ``stragglers`` (share in [0, 1)) and ``drop_stragglers``
+        As in the FedProx paper's experiments: each round ``round(stragglers * k)`` of the ``k`` selected
+        parties (drawn from the ``"stragglers"`` stream) manage only ``x`` of the ``E`` local epochs,
+        ``x`` uniform in 1..E. ``drop_stragglers=True`` (FedAvg's rule) leaves them out of the round;
+        ``False`` (FedProx's) aggregates their partial work.
+    ``control``
+        A client-state hook such as :class:`fl_helpers.algorithms.Scaffold`: it adds a correction to
+        every local step and updates its state from the round's updates (``correction(selected)``,
+        ``update(selected, updates, steps, shares)``, ``bytes_down(k)``, ``bytes_up(k)``).
+
+    ``eval_data=(X, y)`` records ``"test_loss"`` (and ``"test_accuracy"`` for classifiers) of the
+    model after every round in ``History.metrics``. The hooks, each with its own random stream:
 
     ``client_transform(update, *, party, round, rng) -> payload``
         Runs on the party's side after its local work: ``update`` is its
@@ -165,9 +183,24 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
     for name, fn in metrics.items():
         if not isinstance(name, str) or not callable(fn):
             raise TypeError(f"metrics must map names (str) to functions of a RoundInfo, got {name!r}: {fn!r}")
-    reporters = [h for h in (client_transform, aggregator, server_optimizer) if hasattr(h, "metrics")]
+    prox_mu = valid.positive_float("prox_mu", prox_mu, allow_zero=True)
+    stragglers = valid.positive_float("stragglers", stragglers, allow_zero=True)
+    if stragglers >= 1.0:
+        raise ValueError(f"stragglers must be a share in [0, 1), got {stragglers!r}")
+    if not isinstance(drop_stragglers, bool):
+        raise TypeError(f"drop_stragglers must be True or False, got {drop_stragglers!r}")
+    if control is not None:
+        missing = [m for m in ("correction", "update", "bytes_down", "bytes_up") if not hasattr(control, m)]
+        if missing:
+            raise TypeError(f"control must be a client-state hook (e.g. fl_helpers.algorithms.Scaffold), "
+                            f"got {type(control).__name__} without {', '.join(missing)}")
+        control.start(theta, len(parties))
+    if eval_data is not None:
+        metrics = {**eval_metrics(parties[0].model, eval_data), **metrics}
+    reporters = [h for h in (client_transform, aggregator, server_optimizer, control) if hasattr(h, "metrics")]
     state = server_optimizer.init(theta) if server_optimizer is not None else None
     sizes = np.array([p.n_samples for p in parties])
+    shares = aggregation_weights(sizes, weighting)         # each party's share of the objective (control's)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         rec = Recorder(sizes)
@@ -177,9 +210,20 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
                 draw = None if fraction == 1.0 else randomness.generator(root, "sampling", t)   # only if used
                 selected = sample_parties(len(parties), fraction, draw)
                 sent = broadcast(theta, selected, dtype=eng.dtype)                     # 1. broadcast
-                work = eng.local_work(sent, selected, lr=lr, epochs=local_epochs,
-                                      batch_size=batch_size, seed=root, round=t)    # 2. local work
-                free = work.losses is not None and len(selected) == len(parties)
+                working, party_epochs = _stragglers(selected, stragglers, drop_stragglers, local_epochs, root, t)
+                options = {}
+                if prox_mu != 0.0:
+                    options["prox_mu"] = prox_mu
+                if party_epochs is not None:
+                    options["party_epochs"] = party_epochs
+                if control is not None:
+                    options["correction"] = control.correction(working)
+                if len(working):
+                    work = eng.local_work(sent, working, lr=lr, epochs=local_epochs,
+                                          batch_size=batch_size, seed=root, round=t, **options)  # 2. local work
+                else:                                 # every selected party straggled and was dropped
+                    work = LocalWork(np.zeros((0, theta.size), dtype=eng.dtype), np.zeros(0))
+                free = work.losses is not None and len(working) == len(parties)
             else:
                 free = False
             # the model of the previous round is recorded now: its loss came out of this round's pass
@@ -188,23 +232,52 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
                 break
             if t > rounds:
                 break
-            payloads, updates = _transformed(work.updates, selected, client_transform, root, t)
-            weights = aggregation_weights(work.weights, weighting)
-            rng = None if aggregator is weighted_sum else randomness.generator(root, "aggregate", t)
-            agg = aggregator(updates, weights, rng=rng)                                 # 3. aggregate
-            mean = agg.mean if isinstance(agg, Aggregate) else np.asarray(agg, dtype=np.float64)
+            payloads, updates = _transformed(work.updates, working, client_transform, root, t)
+            if len(working):
+                weights = aggregation_weights(work.weights, weighting)
+                rng = None if aggregator is weighted_sum else randomness.generator(root, "aggregate", t)
+                agg = aggregator(updates, weights, rng=rng)                             # 3. aggregate
+                mean = agg.mean if isinstance(agg, Aggregate) else np.asarray(agg, dtype=np.float64)
+            else:                                     # every selected party straggled and was dropped
+                weights, mean = np.zeros(0), np.zeros_like(theta)
             delta = -(lr * mean)                      # the average model change: sum_i w_i (theta_i - theta)
+            if control is not None and len(working):
+                epochs_done = local_epochs if party_epochs is None else party_epochs
+                steps = local_steps(sizes[working], epochs=epochs_done, batch_size=batch_size)
+                control.update(working, np.asarray(work.updates, dtype=np.float64), steps, shares[working])
             old = theta
             if server_optimizer is None:                                                # 4. server update
                 theta = theta + step_size(t) * delta
             else:
                 theta, state = server_optimizer.step(theta, delta, state)
-            info = dict(bytes_up=wire.nbytes(payloads) + wire.nbytes(work.weights.astype(eng.dtype)),
-                        bytes_down=len(selected) * sent.nbytes, selected=selected,
+            up = wire.nbytes(payloads) + wire.nbytes(work.weights.astype(eng.dtype)) if len(working) else 0
+            down = len(selected) * sent.nbytes
+            if control is not None:                   # SCAFFOLD: c down to every selected party, c_i changes up
+                up, down = up + control.bytes_up(len(working)), down + control.bytes_down(len(selected))
+            info = dict(bytes_up=up, bytes_down=down, selected=selected,
                         updates=updates if keep_updates else None, weights=weights,
-                        metrics=_metrics(metrics, reporters, RoundInfo(t, old, theta, selected, updates,
+                        metrics=_metrics(metrics, reporters, RoundInfo(t, old, theta, working, updates,
                                                                        weights, delta, state)))
     return rec.history(engine=eng.name, device=eng.device, keep_updates=keep_updates)
+
+
+def _stragglers(selected, share, drop, epochs, root, t):
+    """The parties whose work counts this round, and their epochs (None: all ``epochs``).
+
+    ``round(share * k)`` of the ``k`` selected parties straggle (stream ``"stragglers"``, key ``(seed, t)``);
+    each manages ``x`` uniform in 1..``epochs`` epochs. Dropped, they leave the round; kept, they send
+    their partial work.
+    """
+    if share == 0.0:
+        return selected, None
+    rng = randomness.generator(root, "stragglers", t)
+    n_slow = int(round(share * len(selected)))
+    slow = np.zeros(len(selected), dtype=bool)
+    slow[rng.choice(len(selected), size=n_slow, replace=False)] = True
+    done = rng.integers(1, epochs + 1, size=len(selected))
+    if drop:
+        return selected[~slow], None
+    return selected, np.where(slow, done, epochs)
 
 
 def _transformed(updates, selected, transform, root, t):
@@ -229,7 +302,8 @@ def _metrics(metrics, reporters, info: RoundInfo) -> dict:
     return out
 
 
-_HOOKS = ("server_lr", "server_optimizer", "client_transform", "aggregator", "metrics", "keep_updates")
+_HOOKS = ("server_lr", "server_optimizer", "client_transform", "aggregator", "metrics", "keep_updates",
+          "eval_data")
 
 
 def fedsgd(parties, *, lr, rounds, weighting="samples", theta0=None, engine="loop", seed=None,
@@ -250,20 +324,27 @@ def fedsgd(parties, *, lr, rounds, weighting="samples", theta0=None, engine="loo
 
 
 def fedavg(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
-           weighting="samples", theta0=None, seed=None, engine="loop", **hooks) -> History:
+           weighting="samples", theta0=None, seed=None, engine="loop", prox_mu=0.0, stragglers=0.0,
+           drop_stragglers=None, **hooks) -> History:
     r"""Federated averaging (McMahan et al. 2017).
 
     Each round a ``fraction`` of the parties trains ``local_epochs`` epochs of
     (minibatch, ``batch_size``) gradient descent from the global model; the
     server averages the local models: :math:`\theta \leftarrow \sum_i w_i\theta_i`.
     With ``local_epochs=1, batch_size=None, fraction=1`` this is :func:`fedsgd`.
+    ``prox_mu > 0`` is FedProx (Li et al. 2020); ``stragglers`` the share of selected parties that
+    finish only part of their epochs, dropped by FedAvg and kept by FedProx (``drop_stragglers``
+    defaults to ``prox_mu == 0``).
     ``seed`` keys client sampling and minibatch shuffling (see
     :mod:`fl_helpers.randomness`); ``hooks`` are :func:`train`'s
     (``server_lr``, ``server_optimizer``, ``client_transform``, ``aggregator``, ``metrics``, ``keep_updates``).
     """
     _only_hooks(hooks)
+    if drop_stragglers is None:
+        drop_stragglers = valid.positive_float("prox_mu", prox_mu, allow_zero=True) == 0.0
     return train(parties, lr=lr, rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
-                 fraction=fraction, weighting=weighting, theta0=theta0, seed=seed, engine=engine, **hooks)
+                 fraction=fraction, weighting=weighting, theta0=theta0, seed=seed, engine=engine,
+                 prox_mu=prox_mu, stragglers=stragglers, drop_stragglers=drop_stragglers, **hooks)
 
 
 def _only_hooks(hooks) -> None:

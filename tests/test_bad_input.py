@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fl_helpers as fl
+from fl_helpers.plotting import plot_label_histogram
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((10, 3))
@@ -20,6 +21,8 @@ X_NAN[2, 1] = np.nan
 Y_INF = Y.copy()
 Y_INF[4] = np.inf
 PARTY = fl.Party(X, Y)
+LABELS = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+LABELED = [fl.Party(X[:4], LABELS[:4]), fl.Party(X[4:], LABELS[4:])]
 PARTIES = [fl.Party(X[:4], Y[:4]), fl.Party(X[4:], Y[4:])]
 THETA = np.zeros(4)
 
@@ -74,8 +77,8 @@ CASES = [
          "n_parties must be at most the number of samples (10)", "got 11"),
     case("split-n_parties-bool", lambda: split(n_parties=True), TypeError, "n_parties must be an integer", "True"),
     case("split-n_parties-float", lambda: split(n_parties=2.0), TypeError, "n_parties must be an integer", "2.0"),
-    case("split-scheme", lambda: split(scheme="dirichlet"), ValueError,
-         "scheme must be one of 'iid', 'quantity', 'covariate'", "got 'dirichlet'"),
+    case("split-scheme", lambda: split(scheme="pathological"), ValueError,
+         "scheme must be one of 'iid', 'quantity', 'covariate', 'shards', 'dirichlet'", "got 'pathological'"),
     case("split-skew-neg", lambda: split(scheme="quantity", skew=-1.0), ValueError,
          "skew must be a non-negative finite number", "got -1.0"),
     case("split-skew-neg-iid", lambda: split(scheme="iid", skew=-0.5), ValueError, "skew must be", "got -0.5"),
@@ -89,6 +92,80 @@ CASES = [
     case("split-X-nan", lambda: split(X=X_NAN), ValueError, "X must contain only finite numbers", "got 1 NaN/inf"),
     case("split-y-inf", lambda: split(y=Y_INF), ValueError, "y must contain only finite numbers", "got 1 NaN/inf"),
     case("split-X-text", lambda: split(X=[["a", "b"]]), TypeError, "X must be numeric array-like", "got list"),
+
+    # --- split: the label-skew schemes -----------------------------------------------------------
+    case("split-alpha-0", lambda: split(y=LABELS, scheme="dirichlet", alpha=0), ValueError,
+         "alpha must be a positive finite number", "got 0.0"),
+    case("split-alpha-neg", lambda: split(y=LABELS, scheme="dirichlet", alpha=-0.5), ValueError,
+         "alpha must be a positive finite number", "got -0.5"),
+    case("split-alpha-nan", lambda: split(y=LABELS, scheme="dirichlet", alpha=np.nan), ValueError,
+         "alpha must be a positive finite number", "got nan"),
+    case("split-alpha-inf", lambda: split(y=LABELS, scheme="dirichlet", alpha=np.inf), ValueError,
+         "alpha must be a positive finite number", "got inf"),
+    case("split-alpha-str", lambda: split(y=LABELS, scheme="dirichlet", alpha="0.5"), TypeError,
+         "alpha must be a real number", "got '0.5'"),
+    case("split-alpha-with-iid", lambda: split(scheme="iid", alpha=0.5), ValueError,
+         "alpha applies to scheme='dirichlet' only", "scheme='iid'", "got alpha=0.5"),
+    case("split-alpha-with-shards", lambda: split(y=LABELS, scheme="shards", alpha=0.5), ValueError,
+         "alpha applies to scheme='dirichlet' only", "got alpha=0.5"),
+    case("split-shards-0", lambda: split(y=LABELS, scheme="shards", shards_per_party=0), ValueError,
+         "shards_per_party must be an integer in [1, inf]", "got 0"),
+    case("split-shards-float", lambda: split(y=LABELS, scheme="shards", shards_per_party=2.5), TypeError,
+         "shards_per_party must be an integer", "got 2.5"),
+    case("split-shards-bool", lambda: split(y=LABELS, scheme="shards", shards_per_party=True), TypeError,
+         "shards_per_party must be an integer", "got True"),
+    case("split-shards>samples", lambda: split(y=LABELS, scheme="shards", shards_per_party=6), ValueError,
+         "shards_per_party must be an integer in [1, 5]", "10 samples", "got shards_per_party=6", "12 shards"),
+    case("split-shards-with-dirichlet", lambda: split(y=LABELS, scheme="dirichlet", shards_per_party=2),
+         ValueError, "shards_per_party applies to scheme='shards' only", "got shards_per_party=2"),
+    case("split-skew-with-shards", lambda: split(y=LABELS, scheme="shards", skew=1.0), ValueError,
+         "skew applies to scheme='quantity' or 'covariate' only", "scheme='shards'", "got skew=1.0"),
+    case("split-shards-float-labels", lambda: split(scheme="shards"), ValueError,
+         "y must hold integer class labels", "scheme='shards'", f"got {float(Y[0])!r} at index 0"),
+    case("split-dirichlet-float-labels", lambda: split(y=LABELS + 0.5, scheme="dirichlet"), ValueError,
+         "y must hold integer class labels", "scheme='dirichlet'", "got 0.5 at index 0"),
+
+    # --- label_histogram / plot_label_histogram ------------------------------------------------------
+    case("label_histogram-party", lambda: fl.label_histogram(LABELED[0]), TypeError,
+         "parties must be a non-empty list of Party objects", "got Party"),
+    case("label_histogram-empty", lambda: fl.label_histogram([]), ValueError,
+         "parties must be a non-empty list", "got an empty list"),
+    case("label_histogram-item", lambda: fl.label_histogram([LABELED[0], "b"]), TypeError,
+         "parties must be a list of Party objects", "got str at index 1"),
+    case("label_histogram-float-labels", lambda: fl.label_histogram(PARTIES), ValueError,
+         "parties must hold class labels (integers >= 0)", f"got {float(Y[0])!r} in party 0"),
+    case("label_histogram-n_classes-small", lambda: fl.label_histogram(LABELED, n_classes=2), ValueError,
+         "n_classes must be greater than the largest label (2)", "got 2"),
+    case("label_histogram-n_classes-0", lambda: fl.label_histogram(LABELED, n_classes=0), ValueError,
+         "n_classes must be an integer in [1, inf]", "got 0"),
+    case("plot_label_histogram-1d", lambda: plot_label_histogram([1, 2, 3]), ValueError,
+         "parties_or_counts must be a list of Party objects or an (N, K) array", "got shape (3,)"),
+    case("plot_label_histogram-negative", lambda: plot_label_histogram([[1, -2]]), ValueError,
+         "parties_or_counts must hold finite counts >= 0", "[-2.0]"),
+    case("plot_label_histogram-n_classes", lambda: plot_label_histogram([[1, 2]], n_classes=3), ValueError,
+         "n_classes must equal the number of columns of the counts (2)", "got 3"),
+
+    # --- make_fedprox_synthetic ----------------------------------------------------------------
+    case("fedprox-alpha-neg", lambda: fl.make_fedprox_synthetic(-1.0, 1.0, seed=0), ValueError,
+         "alpha must be a non-negative finite number", "got -1.0"),
+    case("fedprox-beta-nan", lambda: fl.make_fedprox_synthetic(1.0, np.nan, seed=0), ValueError,
+         "beta must be a non-negative finite number", "got nan"),
+    case("fedprox-beta-inf", lambda: fl.make_fedprox_synthetic(1.0, np.inf, seed=0), ValueError,
+         "beta must be a non-negative finite number", "got inf"),
+    case("fedprox-alpha-str", lambda: fl.make_fedprox_synthetic("1", 1.0, seed=0), TypeError,
+         "alpha must be a real number", "got '1'"),
+    case("fedprox-n_parties-0", lambda: fl.make_fedprox_synthetic(1.0, 1.0, n_parties=0, seed=0), ValueError,
+         "n_parties must be an integer in [1, inf]", "got 0"),
+    case("fedprox-n_features-float", lambda: fl.make_fedprox_synthetic(1.0, 1.0, n_features=1.5, seed=0),
+         TypeError, "n_features must be an integer", "got 1.5"),
+    case("fedprox-n_classes-1", lambda: fl.make_fedprox_synthetic(1.0, 1.0, n_classes=1, seed=0), ValueError,
+         "n_classes must be an integer in [2, inf]", "got 1"),
+    case("fedprox-iid-alpha", lambda: fl.make_fedprox_synthetic(1.0, 0.0, iid=True, seed=0), ValueError,
+         "alpha and beta must be 0 with iid=True", "got alpha=1.0, beta=0.0"),
+    case("fedprox-iid-str", lambda: fl.make_fedprox_synthetic(0.0, 0.0, iid="yes", seed=0), TypeError,
+         "iid must be True or False", "got 'yes'"),
+    case("fedprox-seed-neg", lambda: fl.make_fedprox_synthetic(1.0, 1.0, seed=-1), ValueError,
+         "seed must be an integer in [0, inf]", "got -1"),
 
     # --- Party -------------------------------------------------------------------------------
     case("party-empty", lambda: fl.Party(np.empty((0, 3)), np.empty(0)), ValueError,
@@ -233,6 +310,10 @@ CASES = [
     case("load_dataset-unknown", lambda: fl.load_dataset("boston"), ValueError,
          "name must be one of", "'diabetes'", "got 'boston'"),
     case("load_dataset-type", lambda: fl.load_dataset(3), TypeError, "name must be a str", "got int"),
+    case("load_dataset-subset", lambda: fl.load_dataset("digits", subset="validation"), ValueError,
+         "subset must be one of 'all', 'train', 'test'", "got 'validation'"),
+    case("load_dataset-subset-no-split", lambda: fl.load_dataset("diabetes", subset="test"), ValueError,
+         "subset must be 'all' for 'diabetes', which has no train/test split", "got 'test'"),
 ]
 
 

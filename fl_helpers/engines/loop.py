@@ -1,4 +1,4 @@
-"""The readable engine: one Python call per party, exactly as derived in notebook 02; any model."""
+"""The readable engine: one Python call per party, exactly as derived in notebooks 02 and 03; any model."""
 
 from __future__ import annotations
 
@@ -23,15 +23,18 @@ class LoopEngine:
     def __repr__(self) -> str:
         return f"LoopEngine(n_parties={len(self.parties)}, model={self.model!r})"
 
-    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1) -> LocalWork:
+    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1,
+                   prox_mu=0.0, correction=None, party_epochs=None) -> LocalWork:
         updates, weights, losses = [], [], []
-        for i in selected:                      # each party trains on its own data
+        for q, i in enumerate(selected):        # each party trains on its own data
             X, y = self.parties[i].data
+            e = epochs if party_epochs is None else int(party_epochs[q])
             keys = None
             if batch_size is not None and seed is not None:   # party i's own stream: (seed, round, i)
-                keys = randomness.shuffle_keys(seed, round, [i], [len(y)], epochs)
-            update, _, loss = local_sgd(self.model, X, y, theta, lr=lr, epochs=epochs,
-                                        batch_size=batch_size, keys=keys)
+                keys = randomness.shuffle_keys(seed, round, [i], [len(y)], e)
+            update, _, loss = local_sgd(self.model, X, y, theta, lr=lr, epochs=e, batch_size=batch_size,
+                                        keys=keys, prox_mu=prox_mu,
+                                        correction=None if correction is None else correction[q])
             updates.append(update)              # what the party sends back: Delta_i ...
             weights.append(float(len(y)))       # ... and its weight m_i
             losses.append(loss)

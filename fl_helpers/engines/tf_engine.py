@@ -167,30 +167,43 @@ class TensorFlowEngine:
         return (f"TensorFlowEngine(n_parties={self.n_parties}, dtype={self.dtype.name!r}, "
                 f"device={self.device!r})")
 
-    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1) -> LocalWork:
+    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1,
+                   prox_mu=0.0, correction=None, party_epochs=None) -> LocalWork:
+        options = dict(prox_mu=prox_mu, correction=correction, party_epochs=party_epochs)
         if self._keras is not None:                     # a Keras model (see __init__)
+            keras = self._keras
+            if (prox_mu != 0.0 or correction is not None or party_epochs is not None) \
+                    and not isinstance(keras, LoopEngine):
+                # FedProx / SCAFFOLD / stragglers: one party at a time through the compiled gradient
+                keras = self._keras_loop = getattr(self, "_keras_loop", None) or LoopEngine(self.parties)
+            extra = options if isinstance(keras, LoopEngine) else {}
             with self._tf.device(self._device):
-                work = self._keras.local_work(theta, selected, lr=lr, epochs=epochs, batch_size=batch_size,
-                                              seed=seed, round=round)
+                work = keras.local_work(theta, selected, lr=lr, epochs=epochs, batch_size=batch_size,
+                                        seed=seed, round=round, **extra)
             return LocalWork(work.updates.astype(self.dtype), work.weights, work.losses)
         tf = self._tf
         selected = np.asarray(selected)
         sizes = self.sizes[selected]
         losses = None
+        k, n_params = len(selected), len(theta)
         with tf.device(self._device):
             theta, lr = tf.constant(theta, self.dtype), tf.constant(lr, self.dtype)
             epochs_t = tf.constant(epochs, tf.int32)
+            mu = tf.constant(prox_mu, self.dtype)
+            corr = tf.constant(np.zeros((k, n_params)) if correction is None else correction, self.dtype)
+            until = tf.constant(np.full(k, epochs) if party_epochs is None else party_epochs, tf.int32)
             if batch_size is None:
                 chosen = self._everyone if len(selected) == self.n_parties else tf.constant(selected, tf.int32)
                 updates, losses = call(self.functions.full_batch, self._X, self._Y, self._starts, self._sizes,
-                                       chosen, theta, lr, epochs_t)
+                                       chosen, theta, lr, epochs_t, mu, corr, until)
                 losses = losses.numpy().astype(np.float64)
             else:
                 keys = None if seed is None else randomness.shuffle_keys(seed, round, selected, sizes, epochs)
                 order, seg, bounds = minibatch_schedule(self.starts[selected], sizes, batch_size=batch_size,
                                                         epochs=epochs, keys=keys)
                 updates = call(self.functions.minibatch, self._X, self._Y, tf.constant(order, tf.int32),
-                               tf.constant(seg, tf.int32), tf.constant(bounds, tf.int32), theta, lr, epochs_t)
+                               tf.constant(seg, tf.int32), tf.constant(bounds, tf.int32), theta, lr, epochs_t,
+                               mu, corr, until)
         return LocalWork(updates.numpy(), sizes.astype(np.float64), losses)
 
     def party_losses(self, theta):
@@ -280,25 +293,35 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
         W = as_matrix(theta, p)[1:]
         return 0.5 * l2 * tf.reduce_sum(W * W)
 
-    def local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p):
-        """``epochs`` full-batch steps from ``theta``; returns summed gradients (k, p K) and losses (k,).
+    def direction(G, Theta, Theta0, mu, correction, active):
+        """The step direction g + mu (theta_i - theta) + c_i, zero for parties that are done (stragglers)."""
+        G = G + mu * (Theta - Theta0[None]) + tf.reshape(correction, tf.shape(G))
+        return G * active[:, None, None]
+
+    def local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p, mu, correction,
+                      party_epochs):
+        """``epochs`` full-batch steps from ``theta``; returns summed directions (k, p K) and losses (k,).
 
         Epoch 1 predicts with the broadcast ``theta`` (one matrix product) and
         also gives the losses; the later epochs use each party's own model ``Theta[i]``.
         """
         Theta0 = as_matrix(theta, p)
-        total, losses = gradients(scores_shared(Theta0), Theta0[None])
+        G, losses = gradients(scores_shared(Theta0), Theta0[None])
         if l2 != 0.0:
             losses += penalty(theta, p)
+        total = G + tf.reshape(correction, tf.shape(G))     # at theta the proximal term is zero
+        total *= tf.cast(party_epochs > 0, real)[:, None, None]
         Theta = Theta0[None] - lr * total
-        for _ in tf.range(epochs - 1):
+        for epoch in tf.range(1, epochs):
+            active = tf.cast(party_epochs > epoch, real)
             G, _ = gradients(scores_local(Theta), Theta)
+            G = direction(G, Theta, Theta0, mu, correction, active)
             Theta -= lr * G
             total += G
         k = tf.shape(total)[0]
         return tf.reshape(total, [k, -1]), losses
 
-    def equal_sizes(X, Y, m, theta, lr, epochs):
+    def equal_sizes(X, Y, m, theta, lr, epochs, mu, correction, party_epochs):
         """k parties of m rows: (k, m, p) and batched matrix products."""
         p, K = tf.shape(X)[1], tf.shape(Y)[1]
         X3, Y3 = tf.reshape(X, [-1, m, p]), tf.reshape(Y, [-1, m, K])
@@ -318,9 +341,10 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
 
         def scores_local(Theta):
             return tf.matmul(X3, Theta)
-        return local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p)
+        return local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p, mu, correction,
+                             party_epochs)
 
-    def any_sizes(X, Y, sizes, theta, lr, epochs):
+    def any_sizes(X, Y, sizes, theta, lr, epochs, mu, correction, party_epochs):
         """Parties of any sizes: segment sums over the stacked rows, no padding."""
         p = tf.shape(X)[1]
         seg = tf.repeat(tf.range(tf.size(sizes)), sizes)    # party of each row
@@ -338,31 +362,39 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
 
         def scores_local(Theta):
             return tf.einsum("mp,mpk->mk", X, tf.gather(Theta, seg))
-        return local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p)
+        return local_descent(gradients, theta, lr, epochs, scores_shared, scores_local, p, mu, correction,
+                             party_epochs)
 
-    @tf.function(input_signature=[matrix, matrix, ints, ints, ints, vector, scalar, count])
-    def full_batch(X, Y, starts, sizes, selected, theta, lr, epochs):
-        """``epochs`` full-batch steps of every selected party; returns the updates (k, p K) and losses (k,)."""
+    @tf.function(input_signature=[matrix, matrix, ints, ints, ints, vector, scalar, count, scalar, matrix, ints])
+    def full_batch(X, Y, starts, sizes, selected, theta, lr, epochs, mu, correction, party_epochs):
+        """``epochs`` full-batch steps of every selected party; returns the updates (k, p K) and losses (k,).
+
+        ``mu`` (FedProx), ``correction`` (k, p K; SCAFFOLD) and ``party_epochs`` (k,; stragglers):
+        see :func:`fl_helpers.parties.local_sgd`.
+        """
         sizes = tf.gather(sizes, selected)
         if tf.size(selected) < tf.size(starts):              # a sample: its rows only
             first = tf.gather(starts, selected)
             rows = tf.ragged.range(first, first + sizes).flat_values
             X, Y = tf.gather(X, rows), tf.gather(Y, rows)
         if tf.reduce_all(sizes == sizes[0]):
-            total, losses = equal_sizes(X, Y, sizes[0], theta, lr, epochs)
+            total, losses = equal_sizes(X, Y, sizes[0], theta, lr, epochs, mu, correction, party_epochs)
         else:
-            total, losses = any_sizes(X, Y, sizes, theta, lr, epochs)
+            total, losses = any_sizes(X, Y, sizes, theta, lr, epochs, mu, correction, party_epochs)
         return total, losses
 
-    @tf.function(input_signature=[matrix, matrix, ints, ints, ints, vector, scalar, count])
-    def minibatch(X, Y, order, seg, bounds, theta, lr, epochs):
-        """Minibatch local epochs along ``order`` (see :func:`minibatch_schedule`)."""
+    @tf.function(input_signature=[matrix, matrix, ints, ints, ints, vector, scalar, count, scalar, matrix, ints])
+    def minibatch(X, Y, order, seg, bounds, theta, lr, epochs, mu, correction, party_epochs):
+        """Minibatch local epochs along ``order`` (see :func:`minibatch_schedule`); ``mu``, ``correction``,
+        ``party_epochs`` as in ``full_batch``."""
         k = tf.reduce_max(seg) + 1
         M = tf.size(seg)
         p = tf.shape(X)[1]
-        Theta = tf.tile(as_matrix(theta, p)[None], [k, 1, 1])
+        Theta0 = as_matrix(theta, p)
+        Theta = tf.tile(Theta0[None], [k, 1, 1])
         total = tf.zeros_like(Theta)
         for epoch in tf.range(epochs):
+            active = tf.cast(party_epochs > epoch, real)
             for s in tf.range(tf.size(bounds) - 1):
                 rows = order[epoch * M + bounds[s]: epoch * M + bounds[s + 1]]
                 party = seg[bounds[s]:bounds[s + 1]]          # sorted; parties out of batches are absent
@@ -373,6 +405,7 @@ def compiled_functions(dtype: str, device: str, link: str = "identity", scale: f
                 G = scale * tf.math.divide_no_nan(sums, counts[:, None, None])   # 0 for parties without a batch
                 if l2 != 0.0:
                     G += tf.cast(counts > 0, real)[:, None, None] * penalty_gradient(Theta)
+                G = direction(G, Theta, Theta0, mu, correction, active * tf.cast(counts > 0, real))
                 Theta -= lr * G
                 total += G
         return tf.reshape(total, [k, -1])

@@ -108,26 +108,41 @@ def batched_gradients(model, X3, Y, Theta=None, *, theta=None, want_loss=False):
     return G.reshape(n, -1), loss
 
 
-def block_local_sgd(model, X3, Y, theta, *, lr, epochs, batch_size, keys):
-    """Local gradient descent of n parties of equal size; returns their updates (n, p K) and losses or None.
+def block_local_sgd(model, X3, Y, theta, *, lr, epochs, batch_size, keys, prox_mu=0.0, correction=None,
+                    party_epochs=None):
+    r"""Local gradient descent of n parties of equal size; returns their updates (n, p K) and losses or None.
 
-    ``keys`` (n, epochs, m) are the shuffling keys (``None``: data order).
+    ``keys`` (n, epochs, m) are the shuffling keys (``None``: data order). Each step moves along
+    :math:`g + \mu(\theta_i - \theta) + c_i` (``prox_mu``, ``correction`` (n, p K): see
+    :func:`fl_helpers.parties.local_sgd`); ``party_epochs`` (n,) lets party ``i`` stop after its own
+    number of epochs (stragglers; None: ``epochs`` for all).
     """
     n, m, p = X3.shape
     if batch_size is None and epochs == 1:         # FedSGD: the update is the gradient at theta
-        return batched_gradients(model, X3, Y, theta=theta, want_loss=True)
+        G, losses = batched_gradients(model, X3, Y, theta=theta, want_loss=True)
+        return (G if correction is None else G + correction), losses
     shape = (n, p) if Y.ndim == 2 else (n, p, Y.shape[2])
     Theta = np.tile(theta, (n, 1)).reshape(shape)  # broadcast: every party starts at theta
     total = np.zeros((n, theta.size))
     flat = Theta.reshape(n, -1)                    # a view: updating it updates Theta
     losses = None
+
+    def step(G, epoch):
+        if prox_mu != 0.0:
+            G = G + prox_mu * (flat - theta)
+        if correction is not None:
+            G = G + correction
+        if party_epochs is not None:               # stragglers that are done stand still
+            G = G * (party_epochs > epoch)[:, None]
+        flat[...] -= lr * G
+        total[...] += G
+
     for epoch in range(epochs):
         if batch_size is None:                     # one full-batch step per epoch
             G, loss = batched_gradients(model, X3, Y, Theta, theta=theta if epoch == 0 else None,
                                         want_loss=epoch == 0)
             losses = loss if epoch == 0 else losses
-            flat -= lr * G
-            total += G
+            step(G, epoch)
             continue
         Xe, Ye = X3, Y
         if keys is not None:                       # each party shuffles its own rows
@@ -137,8 +152,7 @@ def block_local_sgd(model, X3, Y, theta, *, lr, epochs, batch_size, keys):
         for start in range(0, m, batch_size):
             G, _ = batched_gradients(model, Xe[:, start:start + batch_size], Ye[:, start:start + batch_size],
                                      Theta)
-            flat -= lr * G
-            total += G
+            step(G, epoch)
     return total, losses
 
 
@@ -185,7 +199,8 @@ class VectorizedEngine:
         rows = ranges(self.starts[selected[by_size]], sizes[by_size])
         return _blocks(self.Xt[rows], self.y[rows], sizes[by_size], by_size, max_rows=max_rows)
 
-    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1) -> LocalWork:
+    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed=None, round=1,
+                   prox_mu=0.0, correction=None, party_epochs=None) -> LocalWork:
         selected = np.asarray(selected)
         sizes = self.sizes[selected]
         keys, key_starts = None, None
@@ -202,8 +217,10 @@ class VectorizedEngine:
             block_keys = None
             if keys is not None:
                 block_keys = keys[key_starts[pos][:, None] + np.arange(epochs * m)].reshape(n, epochs, m)
-            updates[pos], block_losses = block_local_sgd(self.model, X3, Y, theta, lr=lr, epochs=epochs,
-                                                         batch_size=batch_size, keys=block_keys)
+            updates[pos], block_losses = block_local_sgd(
+                self.model, X3, Y, theta, lr=lr, epochs=epochs, batch_size=batch_size, keys=block_keys,
+                prox_mu=prox_mu, correction=None if correction is None else correction[pos],
+                party_epochs=None if party_epochs is None else np.asarray(party_epochs)[pos])
             if losses is not None:
                 losses[pos] = block_losses
         return LocalWork(updates, sizes.astype(np.float64), losses)

@@ -100,6 +100,13 @@ class KerasModel:
         s = self._state()
         return s["predict"](s["tf"].constant(theta, s["dtype"]), s["tf"].constant(X, s["dtype"])).numpy()
 
+    def classify(self, theta, X) -> np.ndarray:
+        """Predicted labels: the most probable class of a K-output model, output > 1/2 for one output."""
+        out = np.asarray(self.predict(theta, X))
+        if out.ndim == 2 and out.shape[1] > 1:
+            return out.argmax(axis=1)
+        return (out.reshape(len(out)) > 0.5).astype(np.int64)
+
     def loss(self, theta, X, y) -> float:
         """Mean Keras loss over ``(X, y)`` at ``theta``."""
         s = self._state()
