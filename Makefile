@@ -61,6 +61,8 @@ voila: env
 bench: env
 	$(BIN)/python benchmarks/bench_engines.py --threads 1
 	$(BIN)/python benchmarks/bench_widget.py
+	$(BIN)/python benchmarks/bench_softmax.py --threads 1
+	$(BIN)/python benchmarks/bench_mlp.py --threads 1
 
 gpu-check:
 	VENV=$(VENV) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh

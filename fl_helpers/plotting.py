@@ -597,6 +597,10 @@ def plot_label_histogram(parties_or_counts, ax=None, *, n_classes: int | None = 
         left = left + counts[:, label]
     if names is not None and n <= 30:
         ax.set_yticks(rows, names)
+    else:                                                 # party numbers: whole numbers only
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=min(n, 10), integer=True))
     ax.set_ylim(n - 0.5, -0.5)                            # party 0 at the top
     ax.set_ylabel("party")
     ax.set_xlabel("fraction of the party's samples" if normalize else "samples")
