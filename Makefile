@@ -61,6 +61,7 @@ voila: env
 bench: env
 	$(BIN)/python benchmarks/bench_engines.py --threads 1
 	$(BIN)/python benchmarks/bench_widget.py
+	$(BIN)/python benchmarks/bench_noniid_widget.py
 	$(BIN)/python benchmarks/bench_softmax.py --threads 1
 	$(BIN)/python benchmarks/bench_mlp.py --threads 1
 
