@@ -40,6 +40,7 @@ from .rendering import (
     add_legend,
     agg_figure,
     few_ticks,
+    panel,
     picture_bundle,
     plain_log_axis,
     power_of_ten,
@@ -302,13 +303,7 @@ def _figure_note(fig, fontsize):
 
 def _panel(ax, fontsize, build):
     """The artists of a panel (:func:`artists_of`), created by ``build(ax)`` on first use (or after an error)."""
-    art = artists_of(ax)
-    if art is None:
-        ax.clear()
-        ax.set_axis_on()
-        ax.tick_params(labelsize=fontsize - 1)
-        art = ARTISTS.set(ax, "dashboard", build(ax))
-    return art
+    return panel(ax, fontsize, build, "dashboard")
 
 
 def party_bars(sizes: np.ndarray, losses: np.ndarray) -> np.ndarray:

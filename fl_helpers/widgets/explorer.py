@@ -24,7 +24,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from .. import validation as valid
 from ..aggregation import WEIGHTINGS
 from ..data import quantity_sizes
 from ..engines import ENGINES, make_engine
@@ -34,6 +33,7 @@ from ..server import n_selected, train
 from .rendering import (  # noqa: F401  (re-exported: notebooks and tests import them from here)
     ARTISTS,
     LEGEND_STYLE,
+    BoundedCache,
     add_legend,
     agg_figure,
     draw_reusing_legends,
@@ -192,7 +192,7 @@ def validate(settings: Settings) -> str | None:
     return None
 
 
-class FederationCache:
+class FederationCache(BoundedCache):
     """The explorer's parties and their engine, built once per data setting and reused across redraws.
 
     An explicit, bounded cache (least recently used first out): the key is
@@ -201,28 +201,15 @@ class FederationCache:
     raises otherwise). Pass ``cache=None`` to :func:`simulate` to build afresh.
     """
 
-    def __init__(self, maxsize: int = 16):
-        self.maxsize = valid.integer("maxsize", maxsize, minimum=1)
-        self._items: dict = {}
+    def key(self, settings: Settings):
+        s = settings
+        return (s.engine, s.n_parties, float(s.skew), s.seed, bool(s.iid))
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def get(self, settings: Settings):
+    def build(self, settings: Settings):
         """``(parties, engine)`` for ``settings``' data and engine."""
         s = settings
-        key = (s.engine, s.n_parties, float(s.skew), s.seed, bool(s.iid))
-        if key in self._items:
-            self._items[key] = self._items.pop(key)          # most recently used last
-        else:
-            if len(self._items) >= self.maxsize:
-                self._items.pop(next(iter(self._items)))
-            parties = explorer_parties(s.n_parties, s.skew, s.seed, iid=bool(s.iid))
-            self._items[key] = (parties, make_engine(s.engine, parties))
-        return self._items[key]
+        parties = explorer_parties(s.n_parties, s.skew, s.seed, iid=bool(s.iid))
+        return parties, make_engine(s.engine, parties)
 
 
 #: The cache the widgets share (one kernel, one class demo).

@@ -40,7 +40,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import models, optim
-from .. import validation as valid
 from ..algorithms import scaffold
 from ..data import label_histogram, load_dataset, split
 from ..engines import make_engine
@@ -49,10 +48,12 @@ from ..server import fedavg, n_selected
 from .dashboard import format_bytes
 from .rendering import (
     ARTISTS,
+    BoundedCache,
     add_legend,
     agg_figure,
     few_ticks,
     live_box,
+    panel,
     plain_log_axis,
     render_png,
     set_log_limits,
@@ -210,7 +211,7 @@ def make_parties(settings: Settings) -> list:
                  **options)
 
 
-class FederationCache:
+class FederationCache(BoundedCache):
     """The parties, their engine and their label counts, built once per data setting (:func:`data_key`).
 
     Bounded, least recently used first out. Each engine is stored with the
@@ -219,25 +220,13 @@ class FederationCache:
     """
 
     def __init__(self, maxsize: int = 8):
-        self.maxsize = valid.integer("maxsize", maxsize, minimum=1)
-        self._items: dict = {}
+        super().__init__(maxsize)
 
-    def __len__(self) -> int:
-        return len(self._items)
+    def key(self, settings: Settings):
+        return data_key(settings)
 
-    def clear(self) -> None:
-        self._items.clear()
-
-    def get(self, settings: Settings) -> Federation:
-        """The :class:`Federation` of ``settings``' data knobs (built on first use)."""
-        key = data_key(settings)
-        if key in self._items:
-            self._items[key] = self._items.pop(key)          # most recently used last
-        else:
-            if len(self._items) >= self.maxsize:
-                self._items.pop(next(iter(self._items)))
-            self._items[key] = build_federation(settings)
-        return self._items[key]
+    def build(self, settings: Settings) -> Federation:
+        return build_federation(settings)
 
 
 def build_federation(settings: Settings) -> Federation:
@@ -463,13 +452,7 @@ def _wrap(text: str, width: int) -> str:
 
 
 def _panel(ax, fontsize, build):
-    art = artists_of(ax)
-    if art is None:
-        ax.clear()
-        ax.set_axis_on()
-        ax.tick_params(labelsize=fontsize - 1)
-        art = ARTISTS.set(ax, "noniid", build(ax))
-    return art
+    return panel(ax, fontsize, build, "noniid")
 
 
 def _draw_curves(result, ax_acc, ax_loss, fontsize):

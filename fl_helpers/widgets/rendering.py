@@ -382,3 +382,53 @@ def live_box(children, *, picture, note: str):
     box = _LIVE_BOX(children)
     box._picture, box._note = picture, note
     return box
+
+
+class BoundedCache:
+    """A widget's federation cache: built once per data setting, reused across redraws.
+
+    Least recently used first out, at most ``maxsize`` entries. Subclasses say
+    what an entry depends on (:meth:`key`) and how it is built (:meth:`build`);
+    each engine is stored with the very parties it was built for, so a run
+    always gets a matching pair.
+    """
+
+    def __init__(self, maxsize: int = 16):
+        from .. import validation as valid
+
+        self.maxsize = valid.integer("maxsize", maxsize, minimum=1)
+        self._items: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def key(self, settings):                      # pragma: no cover - every subclass says
+        raise NotImplementedError
+
+    def build(self, settings):                    # pragma: no cover - every subclass says
+        raise NotImplementedError
+
+    def get(self, settings):
+        """The entry for ``settings``' data knobs (built on first use)."""
+        key = self.key(settings)
+        if key in self._items:
+            self._items[key] = self._items.pop(key)          # most recently used last
+        else:
+            if len(self._items) >= self.maxsize:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = self.build(settings)
+        return self._items[key]
+
+
+def panel(ax, fontsize: float, build, tag: str):
+    """The artists stored on ``ax`` under ``tag``, created by ``build(ax)`` on first use (or after an error)."""
+    art = ARTISTS.get(ax, tag)
+    if art is None:
+        ax.clear()
+        ax.set_axis_on()
+        ax.tick_params(labelsize=fontsize - 1)
+        art = ARTISTS.set(ax, tag, build(ax))
+    return art
