@@ -62,19 +62,29 @@ def n_selected(n_parties: int, fraction: float) -> int:
     return n_parties if fraction == 1.0 else max(1, int(round(fraction * n_parties)))
 
 
-def sample_parties(n_parties: int, fraction: float, rng: np.random.Generator | None) -> np.ndarray:
+SAMPLINGS = ("fixed", "poisson")
+
+
+def sample_parties(n_parties: int, fraction: float, rng: np.random.Generator | None, *,
+                   sampling: str = "fixed") -> np.ndarray:
     """Indices of the parties taking part in a round, sorted.
 
-    ``max(1, round(fraction * n_parties))`` parties drawn without replacement;
-    all of them (no random draw) when ``fraction == 1``. :func:`train` passes
-    the round's sampling stream, ``randomness.generator(seed, "sampling", t)``.
+    ``sampling="fixed"``: ``max(1, round(fraction * n_parties))`` parties drawn
+    without replacement. ``"poisson"``: each party independently with
+    probability ``fraction`` (what differential-privacy accounting assumes; a
+    round may have no party at all). All of them (no random draw) when
+    ``fraction == 1``. :func:`train` passes the round's sampling stream,
+    ``randomness.generator(seed, "sampling", t)``.
     """
     n_parties = valid.integer("n_parties", n_parties, minimum=1)
     fraction = valid.fraction(fraction)
+    sampling = valid.choice("sampling", sampling, SAMPLINGS)
     if fraction == 1.0:
         return np.arange(n_parties)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator when fraction < 1, got {type(rng).__name__}")
+    if sampling == "poisson":
+        return np.flatnonzero(rng.random(n_parties) < fraction)
     return np.sort(rng.choice(n_parties, size=n_selected(n_parties, fraction), replace=False))
 
 
@@ -118,7 +128,8 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
           weighting="samples", theta0=None, seed=None, engine="loop",
           server_lr=1.0, server_optimizer=None, client_transform=None, aggregator=None,
           metrics: Mapping[str, Callable] | None = None, keep_updates: bool = False,
-          prox_mu=0.0, stragglers=0.0, drop_stragglers=True, control=None, eval_data=None) -> History:
+          prox_mu=0.0, stragglers=0.0, drop_stragglers=True, control=None, eval_data=None,
+          sampling="fixed") -> History:
     r"""Run federated rounds: broadcast -> local work -> aggregate -> server update.
 
     This is FedAvg in general; :func:`fedsgd` and :func:`fedavg` are the named
@@ -137,8 +148,10 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         every local step and updates its state from the round's updates (``correction(selected)``,
         ``update(selected, updates, steps, shares)``, ``bytes_down(k)``, ``bytes_up(k)``).
 
-    ``eval_data=(X, y)`` records ``"test_loss"`` (and ``"test_accuracy"`` for classifiers) of the
-    model after every round in ``History.metrics``. The hooks, each with its own random stream:
+    ``sampling="poisson"`` draws each party with probability ``fraction`` instead of a fixed number
+    (:func:`sample_parties`). ``eval_data=(X, y)`` records ``"test_loss"`` (and ``"test_accuracy"`` for
+    classifiers) of the model after every round in ``History.metrics``. The hooks, each with its own
+    random stream:
 
     ``client_transform(update, *, party, round, rng) -> payload``
         Runs on the party's side after its local work: ``update`` is its
@@ -162,6 +175,7 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
     local_epochs = valid.integer("local_epochs", local_epochs, minimum=1)
     batch_size = valid.optional_batch_size(batch_size)
     fraction = valid.fraction(fraction)
+    sampling = valid.choice("sampling", sampling, SAMPLINGS)
     weighting = valid.choice("weighting", weighting, WEIGHTINGS)
     theta = initial_theta(theta0, parties)
     root = randomness.root_seed(seed)
@@ -208,7 +222,7 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         for t in range(1, rounds + 2):
             if t <= rounds:
                 draw = None if fraction == 1.0 else randomness.generator(root, "sampling", t)   # only if used
-                selected = sample_parties(len(parties), fraction, draw)
+                selected = sample_parties(len(parties), fraction, draw, sampling=sampling)
                 sent = broadcast(theta, selected, dtype=eng.dtype)                     # 1. broadcast
                 working, party_epochs = _stragglers(selected, stragglers, drop_stragglers, local_epochs, root, t)
                 options = {}
@@ -233,13 +247,13 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
             if t > rounds:
                 break
             payloads, updates = _transformed(work.updates, working, client_transform, root, t)
-            if len(working):
-                weights = aggregation_weights(work.weights, weighting)
+            weights = aggregation_weights(work.weights, weighting) if len(working) else np.zeros(0)
+            if len(working) or aggregator is not weighted_sum:    # a noisy aggregator adds noise to no one too
                 rng = None if aggregator is weighted_sum else randomness.generator(root, "aggregate", t)
                 agg = aggregator(updates, weights, rng=rng)                             # 3. aggregate
                 mean = agg.mean if isinstance(agg, Aggregate) else np.asarray(agg, dtype=np.float64)
-            else:                                     # every selected party straggled and was dropped
-                weights, mean = np.zeros(0), np.zeros_like(theta)
+            else:                                     # no party's work this round (sampling, stragglers)
+                mean = np.zeros_like(theta)
             delta = -(lr * mean)                      # the average model change: sum_i w_i (theta_i - theta)
             if control is not None and len(working):
                 epochs_done = local_epochs if party_epochs is None else party_epochs
@@ -282,7 +296,7 @@ def _stragglers(selected, share, drop, epochs, root, t):
 
 def _transformed(updates, selected, transform, root, t):
     """Each party's payload (what it sends) and the dense float64 updates the server aggregates."""
-    if transform is None:
+    if transform is None or len(selected) == 0:
         return updates, np.asarray(updates, dtype=np.float64)
     dense64 = np.asarray(updates, dtype=np.float64)
     payloads = [transform(dense64[q].copy(), party=int(i), round=t,
@@ -303,7 +317,7 @@ def _metrics(metrics, reporters, info: RoundInfo) -> dict:
 
 
 _HOOKS = ("server_lr", "server_optimizer", "client_transform", "aggregator", "metrics", "keep_updates",
-          "eval_data")
+          "eval_data", "sampling")
 
 
 def fedsgd(parties, *, lr, rounds, weighting="samples", theta0=None, engine="loop", seed=None,

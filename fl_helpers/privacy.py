@@ -1,0 +1,276 @@
+r"""Privacy, measured: what one gradient gives away, and what differential privacy costs.
+
+The source article says that sharing gradients instead of data protects
+privacy. :func:`leak_sample` shows in one line of algebra that it does not:
+the gradient of a generalised linear model on a single sample *is* the sample,
+up to a scale the server can undo.
+
+- Linear regression: :math:`g = 2r\,[1, x]` with the residual
+  :math:`r = \theta_0 + x\theta_{1:} - y`, so :math:`x = g_{1:}/g_0` and
+  :math:`y = \theta_0 + x\theta_{1:} - g_0/2`.
+- Logistic regression: :math:`g = (\sigma(z) - y)\,[1, x]`, so again
+  :math:`x = g_{1:}/g_0`, and :math:`y = 1` exactly when :math:`g_0 < 0`.
+- Softmax regression: :math:`G = [1, x]^\top(p - e_y)`, :math:`(d + 1) \times K`.
+  Its intercept row :math:`p - e_y` is negative in one column only, the
+  label's (Zhao, Mopuri and Bilen 2020, "iDLG: Improved Deep Leakage from
+  Gradients"), and every column is :math:`(p_c - [c = y])\,[1, x]`, so
+  :math:`x = G_{1:, c}/G_{0, c}` for any column.
+
+For a batch of :math:`m > 1` samples the same formula returns
+:math:`\sum_j r_j x_j / \sum_j r_j` (linear): a residual-weighted mix of the
+samples, not one of them (``tests/test_privacy.py`` checks both).
+
+:func:`epsilon` and :func:`noise_multiplier` turn DP-FedAvg's knobs into a
+privacy guarantee with Google's ``dp-accounting`` package (imported when
+called): the Gaussian mechanism with noise multiplier :math:`z`, Poisson
+sampling of parties with probability :math:`q`, composed over the rounds,
+accounted with Rényi DP (Mironov 2017) or privacy loss distributions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+
+from . import validation as valid
+
+#: Accountants of :func:`epsilon`: Rényi DP, and privacy loss distributions (tighter, slower).
+ACCOUNTANTS = ("rdp", "pld")
+
+
+def _glm(model):
+    if getattr(model, "link", None) not in ("identity", "sigmoid", "softmax"):
+        raise TypeError(f"model must be models.linear, models.logistic or models.softmax(...) (closed-form "
+                        f"leakage; use an iterative attack for other models), got {model!r}")
+    return model
+
+
+def leak_sample(gradient, theta, *, model):
+    r"""The single sample ``(x, y)`` behind ``gradient``, one party's gradient at ``theta`` (see the module docstring).
+
+    Parameters
+    ----------
+    gradient, theta : array, shape (p,)
+        The observed gradient of the party's loss and the model it was computed at
+        (the server knows both: it broadcast ``theta``).
+    model : models.linear, models.logistic or models.softmax(...)
+
+    Returns
+    -------
+    x : ndarray, shape (d,)
+    y : float (linear) or int (a class label)
+
+    Raises ``ValueError`` when the gradient is zero in the entries the formula
+    divides by: the model already fits that sample exactly, and nothing of
+    ``x`` can be read off (the server learns only that).
+    """
+    model = _glm(model)
+    theta = valid.as_vector(theta, name="theta")
+    g = valid.as_vector(gradient, name="gradient")
+    if g.shape != theta.shape:
+        raise ValueError(f"gradient must have the shape of theta {theta.shape}, got {g.shape}")
+    if model.link == "softmax" and model.n_classes is None:
+        raise ValueError("model must say its n_classes for leak_sample (models.softmax(n_classes=K)), got None")
+    K = model.n_classes if model.link == "softmax" else 1
+    if len(theta) % K != 0 or len(theta) // K < 2:
+        raise ValueError(f"theta must hold (d + 1) * {K} numbers with d >= 1, got {len(theta)}")
+    p = len(theta) // K
+    G = g.reshape(p, K).copy()
+    Theta = theta.reshape(p, K)
+    if model.l2 != 0.0:                                   # the server knows theta, so it removes l2 W
+        G[1:] -= model.l2 * Theta[1:]
+    if model.link == "softmax":
+        column = int(np.argmax(np.abs(G[0])))
+        if G[0, column] == 0.0:
+            raise ValueError("the gradient's intercept row is zero: the model fits this sample exactly, "
+                             "so x cannot be read off")
+        x = G[1:, column] / G[0, column]
+        return x, int(np.argmin(G[0]))
+    g0 = G[0, 0]
+    if g0 == 0.0:
+        raise ValueError("the gradient is zero: the model fits this sample exactly, so x cannot be read off")
+    x = G[1:, 0] / g0
+    if model.link == "sigmoid":
+        return x, int(g0 < 0)
+    return x, float(Theta[0, 0] + x @ Theta[1:, 0] - g0 / model.scale)
+
+
+@contextlib.contextmanager
+def _quiet_accountant():
+    """dp-accounting logs (via absl) each Rényi order it drops as not converging; those are not errors."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _event(noise_multiplier, sample_rate, rounds):
+    import dp_accounting as dpa
+
+    step = dpa.GaussianDpEvent(noise_multiplier)
+    if sample_rate < 1.0:
+        step = dpa.PoissonSampledDpEvent(sample_rate, step)
+    return dpa.SelfComposedDpEvent(step, rounds)
+
+
+def _accountant(name: str):
+    if name == "rdp":
+        from dp_accounting import rdp
+
+        return rdp.RdpAccountant()
+    from dp_accounting.pld import pld_privacy_accountant
+
+    return pld_privacy_accountant.PLDAccountant()
+
+
+def _check(noise_multiplier, sample_rate, rounds, delta, accountant):
+    valid.choice("accountant", accountant, ACCOUNTANTS)
+    z = valid.positive_float("noise_multiplier", noise_multiplier) if noise_multiplier is not None else None
+    q = valid.positive_float("sample_rate", sample_rate)
+    if q > 1.0:
+        raise ValueError(f"sample_rate must be a probability in (0, 1], got {sample_rate!r}")
+    rounds = valid.integer("rounds", rounds, minimum=1)
+    delta = valid.positive_float("delta", delta)
+    if delta >= 1.0:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    return z, q, rounds, delta
+
+
+def epsilon(noise_multiplier, sample_rate, rounds, delta, *, accountant="rdp") -> float:
+    r""":math:`\varepsilon` after ``rounds`` Gaussian rounds (noise multiplier :math:`z`, sampling rate :math:`q`).
+
+    The guarantee of DP-FedAvg at the level of a *party* (all of its data):
+    each round every party takes part with probability ``sample_rate``, its
+    update is clipped to norm :math:`S`, and the server adds
+    :math:`\mathcal N(0, z^2S^2)` to the sum. ``accountant="rdp"`` (Rényi DP)
+    or ``"pld"`` (privacy loss distributions, tighter), both from
+    ``dp-accounting``.
+    """
+    z, q, rounds, delta = _check(noise_multiplier, sample_rate, rounds, delta, accountant)
+    acc = _accountant(accountant)
+    with _quiet_accountant():
+        acc.compose(_event(z, q, rounds))
+        return float(acc.get_epsilon(delta))
+
+
+def noise_multiplier(target_epsilon, sample_rate, rounds, delta, *, accountant="rdp") -> float:
+    r"""The smallest noise multiplier :math:`z` whose :func:`epsilon` is at most ``target_epsilon``.
+
+    Calibrated by ``dp_accounting.calibrate_dp_mechanism`` (a bisection on
+    :math:`z`, to 1e-4 relative).
+    """
+    import dp_accounting as dpa
+
+    target = valid.positive_float("target_epsilon", target_epsilon)
+    _, q, rounds, delta = _check(None, sample_rate, rounds, delta, accountant)
+    with _quiet_accountant():
+        return float(dpa.calibrate_dp_mechanism(
+            lambda: _accountant(accountant), lambda z: _event(z, q, rounds), target, delta,
+            bracket_interval=dpa.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-4 * target))
+
+
+# --------------------------------------------------------------------------- DP-FedAvg
+
+class Clip:
+    r"""Client transform: scale the update to L2 norm at most ``clip_norm`` (on the party's side).
+
+    :math:`\Delta_i \leftarrow \Delta_i \min(1, S / \lVert\Delta_i\rVert)`. ``Delta_i`` is the
+    pseudo-gradient a party sends; the model change it stands for is :math:`\eta\Delta_i`.
+    """
+
+    def __init__(self, clip_norm: float):
+        self.clip_norm = valid.positive_float("clip_norm", clip_norm)
+        self.clipped = self.seen = 0
+
+    def __repr__(self) -> str:
+        return f"Clip(clip_norm={self.clip_norm!r})"
+
+    def __call__(self, update, *, party, round, rng):
+        norm = float(np.linalg.norm(update))
+        self.seen += 1
+        if norm > self.clip_norm:
+            self.clipped += 1
+            return update * (self.clip_norm / norm)
+        return update
+
+
+class GaussianSum:
+    r"""Aggregator of DP-FedAvg: the sum of the clipped updates plus :math:`\mathcal N(0, z^2S^2 I)`, over :math:`qN`.
+
+    McMahan, Ramage, Talwar and Zhang (2018), "Learning Differentially Private
+    Recurrent Language Models": every party counts the same (one user, one
+    vote; the weights are ignored), and the sum is divided by the *expected*
+    number of participants ``expected_parties`` :math:`= qN`, a fixed
+    denominator, so that one party's presence changes the sum by at most
+    :math:`S` whatever the others do. The noise comes from the round's
+    aggregate stream, and is added even in a round nobody took part in.
+    """
+
+    def __init__(self, clip_norm: float, noise_multiplier: float, expected_parties: float):
+        self.clip_norm = valid.positive_float("clip_norm", clip_norm)
+        self.noise_multiplier = valid.positive_float("noise_multiplier", noise_multiplier, allow_zero=True)
+        self.expected_parties = valid.positive_float("expected_parties", expected_parties)
+
+    def __repr__(self) -> str:
+        return (f"GaussianSum(clip_norm={self.clip_norm!r}, noise_multiplier={self.noise_multiplier!r}, "
+                f"expected_parties={self.expected_parties!r})")
+
+    def __call__(self, updates, weights, *, rng) -> np.ndarray:
+        updates = np.asarray(updates, dtype=np.float64)         # (k, p); k = 0 in a round nobody joined
+        if updates.ndim != 2:
+            raise ValueError(f"updates must be a (k, p) array, one row per party, got shape {updates.shape}")
+        norms = np.linalg.norm(updates, axis=1)
+        if np.any(norms > self.clip_norm * (1 + 1e-9)):
+            raise ValueError(f"updates must be clipped to norm {self.clip_norm} before GaussianSum (use Clip as the "
+                             f"client_transform), got a norm of {norms.max():.6g}")
+        noise = rng.normal(0.0, self.noise_multiplier * self.clip_norm, size=updates.shape[1])
+        return (updates.sum(axis=0) + noise) / self.expected_parties
+
+
+class Epsilon:
+    """Per-round metric: (epsilon, delta) after the rounds so far, one accountant composed round by round."""
+
+    def __init__(self, noise_multiplier, sample_rate, delta, *, accountant="rdp"):
+        self.z, self.q, _, self.delta = _check(noise_multiplier, sample_rate, 1, delta, accountant)
+        self.name = accountant
+        self._acc = None
+
+    def __call__(self, info) -> float:
+        if self._acc is None:
+            self._acc = _accountant(self.name)
+        with _quiet_accountant():
+            self._acc.compose(_event(self.z, self.q, 1))
+            return float(self._acc.get_epsilon(self.delta))
+
+
+def dp_fedavg(parties, *, lr, rounds, clip_norm, noise_multiplier, sample_rate, delta=1e-5, local_epochs=1,
+              batch_size=None, theta0=None, seed=None, engine="loop", accountant="rdp", eval_data=None, **hooks):
+    r"""DP-FedAvg (McMahan et al. 2018) with user-level :math:`(\varepsilon, \delta)` in ``History.metrics["epsilon"]``.
+
+    Each round every party takes part with probability ``sample_rate``
+    (:math:`q`, Poisson sampling), trains as in FedAvg, clips its update to
+    norm ``clip_norm`` (:math:`S`, :class:`Clip`, on its side); the server adds
+    :math:`\mathcal N(0, z^2S^2 I)` to the sum and divides by :math:`qN`
+    (:class:`GaussianSum`), then steps as FedAvg does. ``metrics["epsilon"]``
+    is :func:`epsilon` after each round (:class:`Epsilon`); with
+    ``noise_multiplier=0`` there is no guarantee and no such series.
+    """
+    from .server import _only_hooks, train
+
+    _only_hooks(hooks)
+    q = valid.positive_float("sample_rate", sample_rate)
+    if q > 1.0:
+        raise ValueError(f"sample_rate must be a probability in (0, 1], got {sample_rate!r}")
+    aggregator = GaussianSum(clip_norm, noise_multiplier, q * len(parties))
+    metrics = dict(hooks.pop("metrics", None) or {})
+    if aggregator.noise_multiplier > 0:
+        metrics["epsilon"] = Epsilon(noise_multiplier, q, delta, accountant=accountant)
+    return train(parties, lr=lr, rounds=rounds, local_epochs=local_epochs, batch_size=batch_size, fraction=q,
+                 sampling="poisson", weighting="uniform", theta0=theta0, seed=seed, engine=engine,
+                 client_transform=Clip(clip_norm), aggregator=aggregator, metrics=metrics,
+                 eval_data=eval_data, **hooks)
