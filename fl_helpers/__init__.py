@@ -15,7 +15,8 @@ optim        server optimizers: sgd (FedAvgM), adam, yogi, adagrad (Reddi et al.
 randomness   the randomness contract: streams keyed by (seed, round[, party])
 wire         bytes of what is sent, measured
 evaluation   accuracy, evaluate, party_accuracies: held-out and per-party numbers
-privacy      leak_sample (a gradient is the sample), epsilon / noise_multiplier (dp-accounting)
+privacy      leak_sample (a gradient is the sample), epsilon / noise_multiplier (dp-accounting), dp_fedavg
+secagg       secure aggregation (Bonawitz et al. 2017) with dropouts; SecureAggregator for train
 
 Around it
 ---------
@@ -28,7 +29,7 @@ validation   argument checks shared by the public functions
 tf_env       quiet, lazy TensorFlow / Keras imports
 """
 
-from . import evaluation, models, optim, privacy, randomness, wire
+from . import evaluation, models, optim, privacy, randomness, secagg, wire
 from .aggregation import Aggregate, aggregate, aggregation_weights, weighted_sum
 from .algorithms import Scaffold, scaffold
 from .data import available_datasets, label_histogram, load_dataset, make_fedprox_synthetic, make_regression, split
@@ -44,6 +45,6 @@ __all__ = [
     "Aggregate", "ClientUpdate", "History", "Party", "RoundInfo", "Scaffold", "accuracy", "aggregate",
     "aggregation_weights", "available_datasets", "broadcast", "centralized_gd", "evaluate", "evaluation",
     "fedavg", "fedsgd", "label_histogram", "least_squares", "load_dataset", "make_fedprox_synthetic",
-    "make_regression", "models", "optim", "party_accuracies", "privacy", "randomness", "sample_parties", "scaffold",
-    "server_update", "split", "train", "weighted_sum", "wire",
+    "make_regression", "models", "optim", "party_accuracies", "privacy", "randomness", "sample_parties",
+    "scaffold", "secagg", "server_update", "split", "train", "weighted_sum", "wire",
 ]
