@@ -30,8 +30,9 @@ def accuracy(model, theta, X, y) -> float:
     """Share of the samples of ``(X, y)`` that ``model`` at ``theta`` labels correctly."""
     X = valid.features(X)
     y = valid.targets(y, X.shape[0])
-    if not hasattr(model, "classify"):
-        raise TypeError(f"accuracy needs a classification model (with classify), got {model!r}")
+    if not is_classifier(model):
+        raise TypeError(f"accuracy needs a classification model (logistic, softmax, or Keras with a "
+                        f"cross-entropy loss), got {model!r}")
     return float(np.mean(model.classify(np.asarray(theta, dtype=np.float64), X) == y))
 
 
@@ -54,14 +55,26 @@ def party_accuracies(parties, theta) -> np.ndarray:
     return np.array([accuracy(p.model, theta, *p.data) for p in parties])
 
 
-def eval_metrics(model, eval_data) -> dict:
-    """``train``'s per-round metric functions for ``eval_data=(X, y)``, checked once here."""
+def eval_metrics(model, eval_data, *, theta=None, n_features=None) -> dict:
+    """``train``'s per-round metric functions for ``eval_data=(X, y)``, checked once here.
+
+    With the run's starting ``theta`` and the parties' ``n_features`` the data are checked against
+    the model too: the same number of features, and (softmax) no label beyond the model's classes.
+    """
     if not (isinstance(eval_data, tuple | list) and len(eval_data) == 2):
         raise TypeError(f"eval_data must be a pair (X, y) of held-out data, got {type(eval_data).__name__}")
     X = valid.features(eval_data[0], name="eval_data[0]")
     y = valid.targets(eval_data[1], X.shape[0], name="eval_data[1]", x_name="eval_data[0]")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"eval_data[0] must have the parties' {n_features} features, got {X.shape[1]}")
     if hasattr(model, "check_labels"):
         model.check_labels(y, name="eval_data[1]")
+    if getattr(model, "link", None) == "softmax" and theta is not None and n_features is not None:
+        K = len(theta) // (n_features + 1)
+        if y.max() >= K:
+            raise ValueError(f"eval_data[1] must hold labels 0..{K - 1}, the classes the parties' model has "
+                             f"(set models.softmax(n_classes=...) if a class is missing from every party), "
+                             f"got {int(y.max())}")
     metrics = {"test_loss": lambda info: model.loss(info.new_theta, X, y)}
     if is_classifier(model):
         metrics["test_accuracy"] = lambda info: accuracy(model, info.new_theta, X, y)

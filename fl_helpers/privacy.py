@@ -161,8 +161,9 @@ def epsilon(noise_multiplier, sample_rate, rounds, delta, *, accountant="rdp") -
 def noise_multiplier(target_epsilon, sample_rate, rounds, delta, *, accountant="rdp") -> float:
     r"""The smallest noise multiplier :math:`z` whose :func:`epsilon` is at most ``target_epsilon``.
 
-    Calibrated by ``dp_accounting.calibrate_dp_mechanism`` (a bisection on
-    :math:`z`, to 1e-4 relative).
+    Calibrated by ``dp_accounting.calibrate_dp_mechanism``: a bisection on
+    :math:`z` to an absolute tolerance of 1e-5, returning the upper end, so
+    the guarantee holds.
     """
     import dp_accounting as dpa
 
@@ -171,7 +172,7 @@ def noise_multiplier(target_epsilon, sample_rate, rounds, delta, *, accountant="
     with _quiet_accountant():
         return float(dpa.calibrate_dp_mechanism(
             lambda: _accountant(accountant), lambda z: _event(z, q, rounds), target, delta,
-            bracket_interval=dpa.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-4 * target))
+            bracket_interval=dpa.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-5))
 
 
 # --------------------------------------------------------------------------- DP-FedAvg
@@ -211,6 +212,9 @@ class GaussianSum:
     aggregate stream, and is added even in a round nobody took part in.
     """
 
+    #: ``train`` calls this aggregator in rounds nobody joined too: their noise is part of the guarantee.
+    handles_empty_rounds = True
+
     def __init__(self, clip_norm: float, noise_multiplier: float, expected_parties: float):
         self.clip_norm = valid.positive_float("clip_norm", clip_norm)
         self.noise_multiplier = valid.positive_float("noise_multiplier", noise_multiplier, allow_zero=True)
@@ -241,7 +245,7 @@ class Epsilon:
         self._acc = None
 
     def __call__(self, info) -> float:
-        if self._acc is None:
+        if self._acc is None or info.round == 1:          # a new run starts a new account
             self._acc = _accountant(self.name)
         with _quiet_accountant():
             self._acc.compose(_event(self.z, self.q, 1))
@@ -263,6 +267,10 @@ def dp_fedavg(parties, *, lr, rounds, clip_norm, noise_multiplier, sample_rate, 
     from .server import _only_hooks, train
 
     _only_hooks(hooks)
+    taken = sorted(set(hooks) & {"client_transform", "aggregator", "sampling"})
+    if taken:
+        raise TypeError(f"dp_fedavg sets {', '.join(taken)} itself (clipping, the Gaussian sum, Poisson sampling); "
+                        f"use train(...) with privacy.Clip and privacy.GaussianSum to change them")
     q = valid.positive_float("sample_rate", sample_rate)
     if q > 1.0:
         raise ValueError(f"sample_rate must be a probability in (0, 1], got {sample_rate!r}")

@@ -459,6 +459,9 @@ class SecureAggregator:
     ``metrics`` adds the series ``"secagg_survivors"`` to the History.
     """
 
+    #: ``train`` calls it in a round nobody joined; it returns a zero update then.
+    handles_empty_rounds = True
+
     def __init__(self, threshold: int, *, scale_bits: int = 16, modulus_bits: int = 64,
                  drop: Mapping[int, str] | Callable | None = None):
         self.threshold = valid.integer("threshold", threshold, minimum=1)

@@ -139,14 +139,15 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         FedProx (Li et al. 2020): each party descends :math:`L_i(\theta_i) + \frac\mu2\lVert\theta_i
         - \theta\rVert^2`; ``prox_mu=0`` is FedAvg, bit for bit.
     ``stragglers`` (share in [0, 1)) and ``drop_stragglers``
-        As in the FedProx paper's experiments: each round ``round(stragglers * k)`` of the ``k`` selected
-        parties (drawn from the ``"stragglers"`` stream) manage only ``x`` of the ``E`` local epochs,
-        ``x`` uniform in 1..E. ``drop_stragglers=True`` (FedAvg's rule) leaves them out of the round;
+        As in the FedProx paper's experiments: each round ``floor(stragglers * k)`` of the ``k`` selected
+        parties (drawn from the ``"stragglers"`` stream, per party) manage only ``x`` of the ``E`` local
+        epochs, ``x`` uniform in 1..E. ``drop_stragglers=True`` (FedAvg's rule) leaves them out of the round;
         ``False`` (FedProx's) aggregates their partial work.
     ``control``
         A client-state hook such as :class:`fl_helpers.algorithms.Scaffold`: it adds a correction to
         every local step and updates its state from the round's updates (``correction(selected)``,
-        ``update(selected, updates, steps, shares)``, ``bytes_down(k)``, ``bytes_up(k)``).
+        ``update(selected, updates, steps, shares)``, ``bytes_down(k)``, ``bytes_up(k)``, and
+        ``start(theta, n_parties)`` before the first round).
 
     ``sampling="poisson"`` draws each party with probability ``fraction`` instead of a fixed number
     (:func:`sample_parties`). ``eval_data=(X, y)`` records ``"test_loss"`` (and ``"test_accuracy"`` for
@@ -204,13 +205,14 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
     if not isinstance(drop_stragglers, bool):
         raise TypeError(f"drop_stragglers must be True or False, got {drop_stragglers!r}")
     if control is not None:
-        missing = [m for m in ("correction", "update", "bytes_down", "bytes_up") if not hasattr(control, m)]
+        missing = [m for m in ("start", "correction", "update", "bytes_down", "bytes_up") if not hasattr(control, m)]
         if missing:
             raise TypeError(f"control must be a client-state hook (e.g. fl_helpers.algorithms.Scaffold), "
                             f"got {type(control).__name__} without {', '.join(missing)}")
         control.start(theta, len(parties))
     if eval_data is not None:
-        metrics = {**eval_metrics(parties[0].model, eval_data), **metrics}
+        metrics = {**eval_metrics(parties[0].model, eval_data, theta=theta, n_features=parties[0].n_features),
+                   **metrics}
     reporters = [h for h in (client_transform, aggregator, server_optimizer, control) if hasattr(h, "metrics")]
     state = server_optimizer.init(theta) if server_optimizer is not None else None
     sizes = np.array([p.n_samples for p in parties])
@@ -248,7 +250,7 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
                 break
             payloads, updates = _transformed(work.updates, working, client_transform, root, t)
             weights = aggregation_weights(work.weights, weighting) if len(working) else np.zeros(0)
-            if len(working) or aggregator is not weighted_sum:    # a noisy aggregator adds noise to no one too
+            if len(working) or getattr(aggregator, "handles_empty_rounds", False):  # e.g. DP noise for no one
                 rng = None if aggregator is weighted_sum else randomness.generator(root, "aggregate", t)
                 agg = aggregator(updates, weights, rng=rng)                             # 3. aggregate
                 mean = agg.mean if isinstance(agg, Aggregate) else np.asarray(agg, dtype=np.float64)
@@ -268,7 +270,7 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
             down = len(selected) * sent.nbytes
             if control is not None:                   # SCAFFOLD: c down to every selected party, c_i changes up
                 up, down = up + control.bytes_up(len(working)), down + control.bytes_down(len(selected))
-            info = dict(bytes_up=up, bytes_down=down, selected=selected,
+            info = dict(bytes_up=up, bytes_down=down, selected=working,
                         updates=updates if keep_updates else None, weights=weights,
                         metrics=_metrics(metrics, reporters, RoundInfo(t, old, theta, working, updates,
                                                                        weights, delta, state)))
@@ -278,17 +280,19 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
 def _stragglers(selected, share, drop, epochs, root, t):
     """The parties whose work counts this round, and their epochs (None: all ``epochs``).
 
-    ``round(share * k)`` of the ``k`` selected parties straggle (stream ``"stragglers"``, key ``(seed, t)``);
-    each manages ``x`` uniform in 1..``epochs`` epochs. Dropped, they leave the round; kept, they send
-    their partial work.
+    ``floor(share * k)`` of the ``k`` selected parties straggle (never all of them, as ``share < 1``):
+    each selected party ``i`` draws, from its own stream ``"stragglers"`` keyed ``(seed, t, i)``, a
+    key and the ``x`` uniform in 1..``epochs`` epochs it would manage; the parties with the smallest
+    keys straggle. So a straggler's ``x`` never depends on which other parties were sampled. Dropped,
+    stragglers leave the round; kept, they send their partial work.
     """
-    if share == 0.0:
+    if share == 0.0 or len(selected) == 0:
         return selected, None
-    rng = randomness.generator(root, "stragglers", t)
-    n_slow = int(round(share * len(selected)))
+    draws = [randomness.generator(root, "stragglers", t, int(i)) for i in selected]
+    keys = np.array([g.random() for g in draws])
+    done = np.array([g.integers(1, epochs + 1) for g in draws])
     slow = np.zeros(len(selected), dtype=bool)
-    slow[rng.choice(len(selected), size=n_slow, replace=False)] = True
-    done = rng.integers(1, epochs + 1, size=len(selected))
+    slow[np.argsort(keys, kind="stable")[:int(share * len(selected))]] = True
     if drop:
         return selected[~slow], None
     return selected, np.where(slow, done, epochs)

@@ -165,8 +165,34 @@ def test_scaffold_refuses_option_one():
 def test_dropped_stragglers_leave_the_round(drifting):
     run = fl.fedavg(drifting, lr=LR, rounds=30, local_epochs=4, stragglers=0.4, seed=3, keep_updates=True)
     counts = [len(u) for u in run.updates]
-    assert counts == [5 - 2] * 30                       # round(0.4 * 5) = 2 stragglers dropped each round
-    assert all(len(s) == 5 for s in run.selected)       # all five were selected (and received the model)
+    assert counts == [5 - 2] * 30                       # floor(0.4 * 5) = 2 stragglers dropped each round
+    assert [len(s) for s in run.selected] == counts     # History.selected: the parties whose work counted
+    full = fl.fedavg(drifting, lr=LR, rounds=1, local_epochs=4, seed=3)
+    np.testing.assert_array_equal(run.bytes_down, full.bytes_down[0])   # all five still received the model
+    t0 = run.thetas[0]                                                  # row q is party selected[q]'s update
+    for q, i in enumerate(run.selected[0]):
+        np.testing.assert_allclose(run.updates[0][q], drifting[i].local_update(t0, lr=LR, epochs=4).update,
+                                   rtol=1e-12)
+
+
+def test_a_stragglers_epochs_do_not_depend_on_who_else_was_sampled():
+    from fl_helpers.server import _stragglers
+
+    all4 = _stragglers(np.array([0, 1, 2, 3]), 0.99, False, 5, 7, 1)[1]
+    three = _stragglers(np.array([1, 2, 3]), 0.99, False, 5, 7, 1)[1]
+    # with share 0.99 every party but one straggles; a straggler's epochs are its own draw
+    with_0 = dict(zip([0, 1, 2, 3], all4))
+    without_0 = dict(zip([1, 2, 3], three))
+    compared = [i for i in (1, 2, 3) if with_0[i] < 5 and without_0[i] < 5]     # straggling in both draws
+    assert compared
+    assert all(with_0[i] == without_0[i] for i in compared)
+
+
+def test_stragglers_never_drop_every_selected_party():
+    parties = explorer_parties(3, 0.0, seed=0)
+    run = fl.fedavg(parties, lr=LR, rounds=5, local_epochs=2, fraction=0.34, stragglers=0.9, seed=0,
+                    keep_updates=True)
+    assert [len(u) for u in run.updates] == [1] * 5     # k = 1, floor(0.9) = 0 stragglers
 
 
 def test_kept_stragglers_send_partial_work(drifting):
@@ -196,11 +222,22 @@ def test_fedprox_with_stragglers_defaults_to_keeping_them(drifting):
     assert [len(u) for u in fl.fedavg(drifting, **kw).updates] == [3] * 5
 
 
-def test_a_round_where_every_party_straggles_keeps_the_model():
-    parties = explorer_parties(2, 0.0, seed=0)
-    run = fl.fedavg(parties, lr=LR, rounds=3, local_epochs=2, fraction=0.5, stragglers=0.6, seed=0)
-    np.testing.assert_array_equal(run.thetas, 0.0)      # k = 1, round(0.6) = 1 straggler, dropped
-    assert np.all(run.bytes_up == 0) and np.all(run.bytes_down > 0)
+def test_a_round_nobody_joins_keeps_the_model_and_custom_aggregators_are_not_called():
+    from fl_helpers import aggregation
+
+    parties = explorer_parties(4, 0.0, seed=0)
+    calls = []
+
+    def counting(updates, weights, *, rng):
+        calls.append(len(updates))
+        return aggregation.aggregate(updates, weights)
+
+    run = fl.fedavg(parties, lr=LR, rounds=12, fraction=0.1, sampling="poisson", seed=0, aggregator=counting)
+    empty = [t for t, s in enumerate(run.selected) if len(s) == 0]
+    assert empty and 0 not in calls
+    for t in empty:
+        np.testing.assert_array_equal(run.thetas[t + 1], run.thetas[t])
+        assert run.bytes_up[t] == 0 and run.bytes_down[t] == 0
 
 
 # ----------------------------------------------------------------- the TensorFlow engine
@@ -278,3 +315,18 @@ def test_eval_labels_are_checked_against_the_model():
 def test_control_must_be_a_client_state_hook(drifting):
     with pytest.raises(TypeError, match="control must be a client-state hook"):
         fl.train(drifting, lr=0.1, rounds=1, control=object())
+
+    class NoStart:
+        correction = update = bytes_down = bytes_up = None
+
+    with pytest.raises(TypeError, match="without start"):
+        fl.train(drifting, lr=0.1, rounds=1, control=NoStart())
+
+
+def test_eval_data_is_checked_against_the_parties_before_training():
+    parties = softmax_parties()                          # 4 features, 3 classes
+    with pytest.raises(ValueError, match="eval_data\\[0\\] must have the parties' 4 features, got 3"):
+        fl.fedavg(parties, lr=0.1, rounds=1, eval_data=(np.zeros((2, 3)), np.array([0, 1])))
+    unnamed = [fl.Party(p.data[0], p.data[1], model=models.softmax) for p in parties]
+    with pytest.raises(ValueError, match="eval_data\\[1\\] must hold labels 0..2"):
+        fl.fedavg(unnamed, lr=0.1, rounds=1, eval_data=(np.zeros((2, 4)), np.array([0, 3])))

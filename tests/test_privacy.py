@@ -134,8 +134,11 @@ def test_full_participation_is_the_plain_gaussian_mechanism():
 def test_noise_multiplier_inverts_epsilon():
     q, steps = 150 / 60_000, 6_000
     z = privacy.noise_multiplier(0.7242234, q, steps, 1e-5)
-    assert abs(z - 1.3) < 1e-3
+    assert abs(z - 1.3) < 1e-4
     assert privacy.epsilon(z, q, steps, 1e-5) <= 0.7242234 * (1 + 1e-4)
+    for target in (30.0, 200.0):                         # large targets: still the smallest z, to 1e-5
+        z = privacy.noise_multiplier(target, 0.1, 100, 1e-5)
+        assert privacy.epsilon(z, 0.1, 100, 1e-5) <= target < privacy.epsilon(z - 2e-5, 0.1, 100, 1e-5)
 
 
 @pytest.mark.parametrize("args, kwargs, match", [
@@ -234,6 +237,25 @@ def test_bad_dp_fedavg_parameters_are_named(kwargs, match):
     args = dict(lr=0.1, rounds=1, clip_norm=1.0, noise_multiplier=1.0, sample_rate=0.5) | kwargs
     with pytest.raises(ValueError, match=match):
         fl.privacy.dp_fedavg(dp_world(n=4), **args)
+
+
+def test_dp_fedavg_refuses_to_replace_its_own_blocks():
+    with pytest.raises(TypeError, match="dp_fedavg sets aggregator itself"):
+        fl.privacy.dp_fedavg(dp_world(n=4), lr=0.1, rounds=1, clip_norm=1.0, noise_multiplier=1.0,
+                             sample_rate=0.5, aggregator=fl.weighted_sum)
+
+
+def test_an_epsilon_metric_reused_for_a_second_run_starts_a_new_account():
+    parties = dp_world(n=8)
+    metric = privacy.Epsilon(1.0, 0.5, 1e-5)
+    kw = dict(lr=0.1, rounds=3, fraction=0.5, sampling="poisson", seed=0, metrics={"eps": metric})
+    first, second = fl.train(parties, **kw), fl.train(parties, **kw)
+    np.testing.assert_array_equal(first.metrics["eps"], second.metrics["eps"])
+
+
+def test_accuracy_refuses_a_regression_model():
+    with pytest.raises(TypeError, match="classification model"):
+        fl.accuracy(models.linear, np.zeros(2), np.zeros((3, 1)), np.zeros(3))
 
 
 def test_the_aggregator_refuses_unclipped_updates():

@@ -8,12 +8,16 @@ same algorithm, with the same random numbers (:mod:`fl_helpers.randomness`).
 An engine is built for one list of parties (``engine.parties``; ``train``
 refuses an engine built for other parties) and offers
 
-``local_work(theta, selected, *, lr, epochs, batch_size, seed, round) -> LocalWork``
+``local_work(theta, selected, *, lr, epochs, batch_size, seed, round, prox_mu, correction, party_epochs)``
+    returns a ``LocalWork`` (``prox_mu=0.0``, ``correction=None``, ``party_epochs=None`` by default):
     ``updates`` (k, p): the pseudo-gradients of the selected parties, in the
     order of ``selected`` (sorted party indices) and in the engine's wire
     dtype; ``weights`` (k,): sample counts; ``losses`` (k,) or None: the
     parties' losses at ``theta`` when the work computed them anyway (the
     residual of a full-batch step is the loss's residual: recording is free).
+    Every local step moves along the gradient plus ``prox_mu * (theta_i - theta)``
+    (FedProx) plus the party's row of ``correction`` (k, p) (SCAFFOLD); party
+    ``q`` stops after ``party_epochs[q]`` epochs (stragglers; None: ``epochs``).
 ``party_losses(theta) -> (N,)``
     Every party's local loss at ``theta``.
 
