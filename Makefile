@@ -64,6 +64,7 @@ bench: env
 	$(BIN)/python benchmarks/bench_noniid_widget.py
 	$(BIN)/python benchmarks/bench_softmax.py --threads 1
 	$(BIN)/python benchmarks/bench_mlp.py --threads 1
+	$(BIN)/python benchmarks/bench_secagg.py
 
 gpu-check:
 	VENV=$(VENV) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh

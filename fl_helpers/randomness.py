@@ -12,7 +12,7 @@ stream            key               used for
 ``"transform"``   ``(seed, t, i)``  party ``i``'s client transform (clipping noise, ...)
 ``"aggregate"``   ``(seed, t)``     the aggregator (e.g. the server's DP noise)
 ``"server"``      ``(seed, t)``     the server optimizer
-``"stragglers"``  ``(seed, t)``     which selected parties straggle in round ``t``, and how far they get
+``"stragglers"``  ``(seed, t, i)``  whether party ``i`` straggles in round ``t`` (its key), and how far it gets
 ================  ================  ====================================================================
 
 Consequences (each is a test in ``tests/test_randomness.py``):
