@@ -35,7 +35,8 @@ multiplied by N. A sampled row at N = 100 is checked against the full run.
 
 Bytes per party, counted from the transcript of the full runs (what the server saw
 or relayed: the ``secagg.Transcript`` the driver fills as ``aggregate`` does) and from
-the protocol's definition otherwise (the two are checked equal): round 0 two X25519 public keys sent (2 x 32 bytes) and the
+the protocol's definition otherwise (the two are checked equal): round 0 two X25519
+public keys sent (2 x 32 bytes) and the
 N - 1 others' received; round 1 one ChaCha20-Poly1305 ciphertext per party (its two
 66-byte shares of b_u and s_u^SK, over the field 2^521 - 1, plus a 16-byte tag:
 148 bytes) sent and one received from every party; round 2 the masked vector,
