@@ -68,6 +68,7 @@ with :math:`k` large enough that the sum of :math:`n` encoded values cannot wrap
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -158,23 +159,34 @@ def shamir_share(secret: int, *, threshold: int, n_shares: int, rng: np.random.G
 
 
 def shamir_reconstruct(shares, *, prime: int = PRIME) -> int:
-    r"""The secret :math:`f(0)` by Lagrange interpolation: :math:`\sum_j y_j \prod_{m \ne j} x_m / (x_m - x_j)`.
+    r"""The secret :math:`f(0)` by Lagrange interpolation: :math:`\sum_j y_j \lambda_j`,
+    :math:`\lambda_j = \prod_{m \ne j} x_m / (x_m - x_j)`.
 
     Pass at least ``threshold`` shares with distinct :math:`x`; with fewer the result is
-    some number, unrelated to the secret.
+    some number, unrelated to the secret. The :math:`\lambda_j` depend only on the
+    :math:`x`'s, so the server, which reconstructs one secret per party from the same
+    responders, computes them once (:func:`lagrange_at_zero`, cached): each further secret
+    costs one sum, and unmasking N parties costs :math:`O(N^2)`, not :math:`O(N^3)`.
     """
     shares = [(int(x), int(y)) for x, y in shares]
-    xs = [x for x, _ in shares]
+    xs = tuple(x for x, _ in shares)
     if not shares or len(set(xs)) != len(xs) or any(x % prime == 0 for x in xs):
-        raise ValueError(f"shares must be a non-empty list of (x, y) with distinct nonzero x, got x = {xs}")
-    secret = 0
-    for j, (xj, yj) in enumerate(shares):
+        raise ValueError(f"shares must be a non-empty list of (x, y) with distinct nonzero x, got x = {list(xs)}")
+    weights = lagrange_at_zero(xs, prime=prime)
+    return sum(y * w for (_, y), w in zip(shares, weights, strict=True)) % prime
+
+
+@functools.lru_cache(maxsize=64)
+def lagrange_at_zero(xs: tuple[int, ...], *, prime: int = PRIME) -> tuple[int, ...]:
+    r"""The Lagrange weights :math:`\lambda_j = \prod_{m \ne j} x_m / (x_m - x_j) \bmod p` that give :math:`f(0)`."""
+    out = []
+    for j, xj in enumerate(xs):
         num, den = 1, 1
         for m, xm in enumerate(xs):
             if m != j:
                 num, den = num * xm % prime, den * (xm - xj) % prime
-        secret = (secret + yj * num * pow(den, -1, prime)) % prime
-    return secret
+        out.append(num * pow(den, -1, prime) % prime)
+    return tuple(out)
 
 
 def _poly_at(coefficients, x: int, prime: int) -> int:
