@@ -65,28 +65,10 @@ import argparse
 import os
 import sys
 
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def threads_option(argv) -> int | None:
-    """The value of ``--threads`` (``--threads 1`` or ``--threads=1``), parsed as ``main`` parses it."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--threads", type=int, default=None)
-    return pre.parse_known_args(argv)[0].threads
-
-
-def pin_blas_environment(threads: int | None) -> None:
-    """Set the BLAS thread variables; BLAS reads them once, when numpy is imported."""
-    if threads is not None:
-        for variable in THREAD_VARIABLES:
-            os.environ[variable] = str(threads)
-
+from pinning import THREAD_VARIABLES, pin_from_argv
 
 #: The --threads value whose variables were set before numpy was imported (when run as a script).
-PINNED_BEFORE_NUMPY = None
-if __name__ == "__main__":                      # before numpy is imported, below
-    PINNED_BEFORE_NUMPY = threads_option(sys.argv[1:])
-    pin_blas_environment(PINNED_BEFORE_NUMPY)
+PINNED_BEFORE_NUMPY = pin_from_argv() if __name__ == "__main__" else None     # before numpy, below
 
 import ctypes  # noqa: E402
 import gc  # noqa: E402

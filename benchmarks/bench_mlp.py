@@ -60,16 +60,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-if __name__ == "__main__":              # pin BLAS before numpy is imported (as bench_engines.py does)
-    _pre = argparse.ArgumentParser(add_help=False)
-    _pre.add_argument("--threads", type=int, default=None)
-    _PINNED = _pre.parse_known_args(sys.argv[1:])[0].threads
-    if _PINNED is not None:
-        for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[_variable] = str(_PINNED)
+from pinning import pin_from_argv
+
+_PINNED = pin_from_argv() if __name__ == "__main__" else None     # before numpy (as bench_engines.py does)
 
 import statistics  # noqa: E402
 import time  # noqa: E402

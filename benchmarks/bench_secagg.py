@@ -73,6 +73,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_engines import cpu_model  # noqa: E402  (the same machine header as the other benchmarks)
+
 from fl_helpers import secagg
 
 SIZES = (10, 100, 1_000)
@@ -92,16 +94,6 @@ def threshold_for(n: int) -> int:
 
 
 # --- the machine -----------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
 
 def machine_lines() -> list[str]:
     import cryptography

@@ -75,16 +75,11 @@ script uses). Prints Markdown on stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-if __name__ == "__main__":              # pin BLAS before numpy is imported (bench_engines imports it)
-    _pre = argparse.ArgumentParser(add_help=False)
-    _pre.add_argument("--threads", type=int, default=None)
-    _PINNED = _pre.parse_known_args(sys.argv[1:])[0].threads
-    if _PINNED is not None:
-        for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[_variable] = str(_PINNED)
+from pinning import pin_from_argv
+
+_PINNED = pin_from_argv() if __name__ == "__main__" else None     # before numpy (bench_engines imports it)
 
 import gc  # noqa: E402
 import math  # noqa: E402
@@ -130,12 +125,9 @@ def digits_rows(n_rows: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass
-class Setup:
-    n: int
-    m: int
-    X: np.ndarray
-    y: np.ndarray
-    parties: list
+class Setup(be.Setup):
+    """bench_engines' setup, plus the pooled rows as one party (the 1-party engine's yardstick)."""
+
     pooled: list = field(default_factory=list)
 
 
