@@ -30,7 +30,9 @@ accounted with Rényi DP (Mironov 2017) or privacy loss distributions.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -173,6 +175,186 @@ def noise_multiplier(target_epsilon, sample_rate, rounds, delta, *, accountant="
         return float(dpa.calibrate_dp_mechanism(
             lambda: _accountant(accountant), lambda z: _event(z, q, rounds), target, delta,
             bracket_interval=dpa.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-5))
+
+
+# --------------------------------------------------------------------------- Deep leakage from gradients
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """What :func:`dlg` recovered from one gradient.
+
+    ``x`` (m, d) and ``labels`` (m,) are the dummy samples after the last step,
+    in no particular order (match them to the originals with
+    :func:`reconstruction_error`): the inputs of the step with the smallest
+    squared distance ``distance`` between their gradient and the observed
+    one; ``distances`` is that distance every 100 steps (and at the last).
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+    distance: float
+    distances: np.ndarray
+
+
+def _keras_classifier(model):
+    from .models.keras import KerasModel
+
+    if not isinstance(model, KerasModel):
+        raise TypeError(f"model must be a models.keras(...) classifier (use leak_sample for the closed-form "
+                        f"models), got {model!r}")
+    net = model.model
+    if len(net.outputs) != 1 or net.outputs[0].shape[-1] < 2 or len(net.inputs[0].shape) != 2:
+        raise ValueError("model must map (m, d) inputs to (m, K) class probabilities, K >= 2, for dlg")
+    return net
+
+
+def _observed(gradient, theta, model):
+    theta = valid.as_vector(theta, name="theta")
+    g = valid.as_vector(gradient, name="gradient")
+    n = model.n_params()
+    if theta.shape != (n,):
+        raise ValueError(f"theta must hold the model's {n} parameters, got shape {theta.shape}")
+    if g.shape != (n,):
+        raise ValueError(f"gradient must have the shape of theta ({n},), got {g.shape}")
+    return g, theta
+
+
+def infer_labels(gradient, theta, *, model, batch_size, seed=None) -> np.ndarray:
+    r"""The labels of a batch, read off the gradient of the output layer's bias (iDLG, extended to batches).
+
+    For a softmax output and the cross-entropy loss, the bias gradient of the
+    last layer is :math:`\bar p - n/m`: the mean predicted probabilities
+    minus the label counts :math:`n_c` over the batch size :math:`m`. With
+    :math:`m = 1` the label is the one negative entry (Zhao, Mopuri and Bilen
+    2020). For a batch the attacker estimates :math:`\bar p` by the model's
+    mean prediction on random inputs (``seed``) and rounds
+    :math:`m(\bar p - g)` to counts that sum to :math:`m` (largest
+    remainders). Exact while the model is far from confident, as at the start
+    of training; the counts, not the order, come out.
+    """
+    net = _keras_classifier(model)
+    g, theta = _observed(gradient, theta, model)
+    m = valid.integer("batch_size", batch_size, minimum=1)
+    K = int(net.outputs[0].shape[-1])
+    bias = model.unflatten(g)[-1]
+    if np.shape(bias) != (K,):
+        raise ValueError(f"model's last trainable weight must be the output layer's bias ({K},) to infer labels, "
+                         f"got shape {np.shape(bias)}; pass labels= to dlg instead")
+    bias = np.asarray(bias, dtype=np.float64)
+    if m == 1:
+        return np.array([int(np.argmin(bias))])
+    d = int(net.inputs[0].shape[-1])
+    probe = np.random.default_rng(seed).uniform(0.0, 1.0, size=(64, d))
+    p_bar = np.asarray(model.predict(theta, probe), dtype=np.float64).mean(axis=0)
+    estimate = np.clip(m * (p_bar - bias), 0.0, None)
+    counts = np.floor(estimate).astype(np.int64)
+    while counts.sum() > m:                                     # too many: drop the smallest remainders
+        counts[np.argmin(np.where(counts > 0, estimate - counts, np.inf))] -= 1
+    order = np.argsort(-(estimate - counts), kind="stable")      # too few: add the largest remainders
+    counts[order[:m - counts.sum()]] += 1
+    return np.repeat(np.arange(K), counts)
+
+
+def dlg(gradient, theta, *, model, batch_size, labels="infer", steps=2000, lr=0.1, bounds=(0.0, 1.0),
+        seed=None) -> Reconstruction:
+    r"""Deep leakage from gradients (Zhu, Liu and Han 2019): find a batch whose gradient is the observed one.
+
+    The server knows ``theta`` (it broadcast it) and receives a party's
+    ``gradient`` of the mean loss over a batch of ``batch_size`` samples. It
+    starts from random dummy inputs :math:`\hat X` (uniform in ``bounds``,
+    from ``seed``) and minimises
+
+    .. math:: D(\hat X) = \lVert \nabla_\theta L(\theta; \hat X, \hat y) - g \rVert^2
+
+    with Adam (step ``lr``, ``steps`` steps), keeping :math:`\hat X` in
+    ``bounds`` (the attacker knows pixels lie in [0, 1]; ``None``: no
+    bounds). Differentiating :math:`D` needs the gradient of a gradient:
+    two nested ``tf.GradientTape``\ s. Labels :math:`\hat y` are fixed first,
+    from the last layer's bias gradient (:func:`infer_labels`, the iDLG
+    trick: Zhu et al. optimised soft labels jointly, which often stalls), or
+    given as ``labels``. The paper's networks used sigmoids, which are twice
+    differentiable everywhere; ReLU networks leak too (their first layer's
+    gradient is the input times the back-propagated error).
+    """
+    from .tf_env import import_keras, import_tensorflow
+
+    net = _keras_classifier(model)
+    g, theta = _observed(gradient, theta, model)
+    m = valid.integer("batch_size", batch_size, minimum=1)
+    steps = valid.integer("steps", steps, minimum=1)
+    lr = valid.positive_float("lr", lr)
+    if bounds is not None:
+        lo, hi = (float(b) for b in bounds)
+        if not lo < hi:
+            raise ValueError(f"bounds must be (low, high) with low < high, or None, got {bounds!r}")
+    if isinstance(labels, str) and labels == "infer":
+        y_hat = infer_labels(g, theta, model=model, batch_size=m, seed=seed)
+    else:
+        y_hat = np.asarray(labels)
+        if y_hat.shape != (m,) or not np.issubdtype(y_hat.dtype, np.integer):
+            raise ValueError(f"labels must be 'infer' or {m} integer class labels, got {labels!r}")
+    tf, keras = import_tensorflow(), import_keras()
+    state = model._state()
+    dtype, variables = state["dtype"], list(net.trainable_variables)
+    per_sample = keras.losses.get(model.loss_name) if isinstance(model.loss_name, str) else model.loss_name
+    state["predict"](tf.constant(theta, dtype), tf.zeros([1, net.inputs[0].shape[-1]], dtype))   # assign theta
+    target = [tf.constant(piece, dtype) for piece in model.unflatten(g)]
+    rng = np.random.default_rng(seed)
+    low, high = bounds if bounds is not None else (0.0, 1.0)
+    x_hat = tf.Variable(rng.uniform(low, high, size=(m, net.inputs[0].shape[-1])), dtype=dtype)
+    y_const = tf.constant(y_hat, dtype)
+    optimizer = keras.optimizers.Adam(lr)
+
+    @tf.function
+    def step():                                   # D at the current inputs, those inputs, then one Adam step
+        before = tf.identity(x_hat)
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                loss = tf.reduce_mean(per_sample(y_const, net(x_hat, training=True)))
+            dummy = inner.gradient(loss, variables)
+            distance = tf.add_n([tf.reduce_sum(tf.square(a - b)) for a, b in zip(dummy, target, strict=True)])
+        optimizer.apply_gradients([(outer.gradient(distance, x_hat), x_hat)])
+        if bounds is not None:
+            x_hat.assign(tf.clip_by_value(x_hat, lo, hi))
+        return distance, before
+
+    distances, best, best_x = [], np.inf, None
+    for t in range(steps):                        # Adam with a fixed step bounces near the end: keep the best
+        value, before = step()
+        value = float(value)
+        if value < best:
+            best, best_x = value, before.numpy()
+        if t % 100 == 0 or t == steps - 1:
+            distances.append(value)
+    return Reconstruction(x=best_x.astype(np.float64), labels=y_hat.astype(np.int64), distance=best,
+                          distances=np.array(distances))
+
+
+def reconstruction_error(original, recovered) -> np.ndarray:
+    """Per-sample mean squared error between ``original`` and ``recovered`` rows, matched to minimise the total.
+
+    The recovered batch comes in no particular order. Up to 8 rows every
+    permutation is tried; beyond, rows are matched greedily (closest pair
+    first), which can only overstate the error. Returned in ``original``'s order.
+    """
+    a = valid.features(original, name="original")
+    b = np.asarray(recovered, dtype=np.float64)
+    if a.ndim != 2 or b.shape != a.shape:
+        raise ValueError(f"recovered must have the shape of original {np.shape(a)}, got {b.shape}")
+    cost = ((a[:, None, :] - b[None, :, :]) ** 2).mean(axis=2)         # cost[i, j]: original i vs recovered j
+    m = len(a)
+    if m <= 8:
+        perms = np.array(list(itertools.permutations(range(m))))
+        best = perms[np.argmin(cost[np.arange(m), perms].sum(axis=1))]
+        return cost[np.arange(m), best]
+    out, free_i, free_j = np.empty(m), set(range(m)), set(range(m))
+    for flat in np.argsort(cost, axis=None):
+        i, j = divmod(int(flat), m)
+        if i in free_i and j in free_j:
+            out[i] = cost[i, j]
+            free_i.discard(i)
+            free_j.discard(j)
+    return out
 
 
 # --------------------------------------------------------------------------- DP-FedAvg
