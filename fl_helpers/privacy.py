@@ -187,7 +187,7 @@ class Reconstruction:
     in no particular order (match them to the originals with
     :func:`reconstruction_error`): the inputs of the step with the smallest
     squared distance ``distance`` between their gradient and the observed
-    one; ``distances`` is that distance every 100 steps (and at the last).
+    one; ``distances`` is that distance at steps 0, 100, 200, ...
     """
 
     x: np.ndarray
@@ -276,7 +276,7 @@ def dlg(gradient, theta, *, model, batch_size, labels="infer", steps=2000, lr=0.
     differentiable everywhere; ReLU networks leak too (their first layer's
     gradient is the input times the back-propagated error).
     """
-    from .tf_env import import_keras, import_tensorflow
+    from .tf_env import import_tensorflow
 
     net = _keras_classifier(model)
     g, theta = _observed(gradient, theta, model)
@@ -293,41 +293,81 @@ def dlg(gradient, theta, *, model, batch_size, labels="infer", steps=2000, lr=0.
         y_hat = np.asarray(labels)
         if y_hat.shape != (m,) or not np.issubdtype(y_hat.dtype, np.integer):
             raise ValueError(f"labels must be 'infer' or {m} integer class labels, got {labels!r}")
-    tf, keras = import_tensorflow(), import_keras()
+    tf = import_tensorflow()
     state = model._state()
-    dtype, variables = state["dtype"], list(net.trainable_variables)
-    per_sample = keras.losses.get(model.loss_name) if isinstance(model.loss_name, str) else model.loss_name
-    state["predict"](tf.constant(theta, dtype), tf.zeros([1, net.inputs[0].shape[-1]], dtype))   # assign theta
-    target = [tf.constant(piece, dtype) for piece in model.unflatten(g)]
-    rng = np.random.default_rng(seed)
+    key = ("dlg", m, None if bounds is None else (lo, hi))
+    if key not in state:                          # traced once per model, batch size and bounds
+        state[key] = _DlgProgram(net, model.loss_name, m, state["dtype"], bounds)
+    program = state[key]
+    state["predict"](tf.constant(theta, state["dtype"]), tf.zeros([1, net.inputs[0].shape[-1]], state["dtype"]))
     low, high = bounds if bounds is not None else (0.0, 1.0)
-    x_hat = tf.Variable(rng.uniform(low, high, size=(m, net.inputs[0].shape[-1])), dtype=dtype)
-    y_const = tf.constant(y_hat, dtype)
-    optimizer = keras.optimizers.Adam(lr)
+    x0 = np.random.default_rng(seed).uniform(low, high, size=(m, net.inputs[0].shape[-1]))
+    program.reset(x0, model.unflatten(g), y_hat, lr)
+    distances = []
+    for start in range(0, steps, 100):            # D at steps 0, 100, 200, ...
+        distances.append(float(program.step()))
+        program.run(tf.constant(min(100, steps - start) - 1))
+    return Reconstruction(x=program.best_x.numpy().astype(np.float64), labels=y_hat.astype(np.int64),
+                          distance=float(program.best.numpy()), distances=np.array(distances))
 
-    @tf.function
-    def step():                                   # D at the current inputs, those inputs, then one Adam step
-        before = tf.identity(x_hat)
-        with tf.GradientTape() as outer:
-            with tf.GradientTape() as inner:
-                loss = tf.reduce_mean(per_sample(y_const, net(x_hat, training=True)))
-            dummy = inner.gradient(loss, variables)
-            distance = tf.add_n([tf.reduce_sum(tf.square(a - b)) for a, b in zip(dummy, target, strict=True)])
-        optimizer.apply_gradients([(outer.gradient(distance, x_hat), x_hat)])
-        if bounds is not None:
-            x_hat.assign(tf.clip_by_value(x_hat, lo, hi))
-        return distance, before
 
-    distances, best, best_x = [], np.inf, None
-    for t in range(steps):                        # Adam with a fixed step bounces near the end: keep the best
-        value, before = step()
-        value = float(value)
-        if value < best:
-            best, best_x = value, before.numpy()
-        if t % 100 == 0 or t == steps - 1:
-            distances.append(value)
-    return Reconstruction(x=best_x.astype(np.float64), labels=y_hat.astype(np.int64), distance=best,
-                          distances=np.array(distances))
+class _DlgProgram:
+    r"""DLG's compiled search for one model, batch size and bounds; :meth:`reset` starts a new attack.
+
+    Everything an attack changes (dummy inputs, observed gradient, labels,
+    Adam's state and step size, the best point so far) lives in variables,
+    so the two ``tf.function``\ s are traced once and reused.
+    """
+
+    def __init__(self, net, loss_name, m, dtype, bounds):
+        from .tf_env import import_keras, import_tensorflow
+
+        tf, keras = import_tensorflow(), import_keras()
+        per_sample = keras.losses.get(loss_name) if isinstance(loss_name, str) else loss_name
+        variables = list(net.trainable_variables)
+        d = net.inputs[0].shape[-1]
+        self.x_hat = tf.Variable(tf.zeros([m, d], dtype))
+        self.best_x = tf.Variable(tf.zeros([m, d], dtype))
+        self.best = tf.Variable(tf.constant(np.inf, dtype))
+        self.labels = tf.Variable(tf.zeros([m], dtype))
+        self.target = [tf.Variable(tf.zeros_like(v)) for v in variables]
+        self.optimizer = keras.optimizers.Adam(0.1)
+        self.optimizer.build([self.x_hat])
+        x_hat, best_x, best, labels, target, optimizer = (self.x_hat, self.best_x, self.best, self.labels,
+                                                          self.target, self.optimizer)
+
+        @tf.function
+        def step():                               # D at the current inputs, then one Adam step
+            with tf.GradientTape() as outer:
+                with tf.GradientTape() as inner:
+                    loss = tf.reduce_mean(per_sample(labels, net(x_hat, training=True)))
+                dummy = inner.gradient(loss, variables)
+                distance = tf.add_n([tf.reduce_sum(tf.square(a - b)) for a, b in zip(dummy, target, strict=True)])
+            if distance < best:                   # Adam with a fixed step bounces near the end: keep the best
+                best.assign(distance)
+                best_x.assign(x_hat)
+            optimizer.apply_gradients([(outer.gradient(distance, x_hat), x_hat)])
+            if bounds is not None:
+                x_hat.assign(tf.clip_by_value(x_hat, bounds[0], bounds[1]))
+            return distance
+
+        @tf.function
+        def run(n):                               # n steps in one graph call
+            for _ in tf.range(n):
+                step()
+
+        self.step, self.run = step, run
+
+    def reset(self, x0, target, labels, lr) -> None:
+        self.x_hat.assign(x0)
+        self.best_x.assign(x0)
+        self.best.assign(np.inf)
+        self.labels.assign(np.asarray(labels, dtype=self.labels.dtype.as_numpy_dtype))
+        for var, piece in zip(self.target, target, strict=True):
+            var.assign(piece)
+        for var in self.optimizer.variables:      # Adam's moments and step count back to zero
+            var.assign(np.zeros(var.shape, dtype=var.dtype))
+        self.optimizer.learning_rate = lr
 
 
 def reconstruction_error(original, recovered) -> np.ndarray:
@@ -366,6 +406,9 @@ class Clip:
     pseudo-gradient a party sends; the model change it stands for is :math:`\eta\Delta_i`.
     """
 
+    #: Clipping draws no random numbers: ``train`` passes ``rng=None`` and builds no generators for it.
+    uses_rng = False
+
     def __init__(self, clip_norm: float):
         self.clip_norm = valid.positive_float("clip_norm", clip_norm)
         self.clipped = self.seen = 0
@@ -380,6 +423,32 @@ class Clip:
             self.clipped += 1
             return update * (self.clip_norm / norm)
         return update
+
+
+class LocalGaussian(Clip):
+    r"""Client transform of *local* DP: clip to ``clip_norm``, then the party adds noise itself.
+
+    The party trusts nobody, so its released update must hide its whole data:
+    two datasets may give any two clipped updates, at distance up to
+    :math:`2S`, and the noise is :math:`\mathcal N(0, (2zS)^2 I)` from the
+    party's own stream. Each release is then the Gaussian mechanism with noise
+    multiplier ``noise_multiplier`` :math:`z`; over the rounds a party takes
+    part in, :func:`epsilon` with ``sample_rate=1`` gives its guarantee (the
+    server sees who takes part, so sampling amplifies nothing).
+    """
+
+    uses_rng = True
+
+    def __init__(self, clip_norm: float, noise_multiplier: float):
+        super().__init__(clip_norm)
+        self.noise_multiplier = valid.positive_float("noise_multiplier", noise_multiplier)
+
+    def __repr__(self) -> str:
+        return f"LocalGaussian(clip_norm={self.clip_norm!r}, noise_multiplier={self.noise_multiplier!r})"
+
+    def __call__(self, update, *, party, round, rng):
+        clipped = super().__call__(update, party=party, round=round, rng=rng)
+        return clipped + rng.normal(0.0, 2.0 * self.noise_multiplier * self.clip_norm, size=np.shape(clipped))
 
 
 class GaussianSum:

@@ -492,6 +492,10 @@ class SecureAggregator:
                              f"got {updates.shape} and {weights.shape}")
         if len(weights) == 0:                          # no party this round: no update
             return np.zeros(updates.shape[1])
+        if len(weights) < self.threshold:             # the protocol cannot even start: never a wrong sum
+            raise ValueError(f"SecureAggregator(threshold={self.threshold}) needs at least {self.threshold} "
+                             f"parties in a round, got {len(weights)} selected this round; select more "
+                             f"parties (fraction, sampling) or lower the threshold")
         rng = rng if rng is not None else np.random.default_rng()
         drops = self.drop(len(weights), rng) if callable(self.drop) else (self.drop or {})
         seed = int(rng.integers(2**63))

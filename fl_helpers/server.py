@@ -158,7 +158,9 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         Runs on the party's side after its local work: ``update`` is its
         pseudo-gradient (float64, (p,)); the payload returned is what it sends
         (an array of any float dtype, or an object with ``__array__`` and
-        ``wire_arrays()``), and its bytes are what ``bytes_up`` counts.
+        ``wire_arrays()``), and its bytes are what ``bytes_up`` counts. A
+        transform with ``uses_rng = False`` gets ``rng=None`` (no generator
+        is built for it: faster with many parties, e.g. ``privacy.Clip``).
     ``aggregator(updates, weights, *, rng) -> Aggregate | ndarray``
         Block 3 (default :func:`~fl_helpers.aggregation.weighted_sum`); an
         ``ndarray`` result is taken as the final mean update.
@@ -303,8 +305,9 @@ def _transformed(updates, selected, transform, root, t):
     if transform is None or len(selected) == 0:
         return updates, np.asarray(updates, dtype=np.float64)
     dense64 = np.asarray(updates, dtype=np.float64)
+    draws = getattr(transform, "uses_rng", True)      # a transform that draws nothing may say so: no generators
     payloads = [transform(dense64[q].copy(), party=int(i), round=t,
-                          rng=randomness.generator(root, "transform", t, int(i)))
+                          rng=randomness.generator(root, "transform", t, int(i)) if draws else None)
                 for q, i in enumerate(selected)]
     dense = np.array([np.asarray(p, dtype=np.float64) for p in payloads])
     if dense.shape != dense64.shape:

@@ -278,3 +278,35 @@ def test_the_accountants_dropped_orders_are_not_logged(caplog):
     with caplog.at_level(logging.WARNING):
         privacy.epsilon(2.0, 0.5, 3, 1e-5)
     assert not [r for r in caplog.records if r.name == "absl"]
+
+
+def test_local_noise_is_added_by_the_party_with_twice_the_clip_as_sensitivity():
+    transform = privacy.LocalGaussian(clip_norm=0.5, noise_multiplier=2.0)
+    update = np.full(40_000, 1.0)                            # norm 200: clipped to 0.5
+    out = transform(update, party=0, round=1, rng=np.random.default_rng(0))
+    noise = out - update * (0.5 / np.linalg.norm(update))
+    assert abs(noise.mean()) < 0.05 and abs(noise.std() / (2 * 2.0 * 0.5) - 1) < 0.01
+    assert transform.clipped == 1 and transform.seen == 1
+    with pytest.raises(ValueError, match="noise_multiplier"):
+        privacy.LocalGaussian(1.0, 0.0)
+
+
+def test_clipping_gets_no_generator_and_local_noise_gets_the_partys_own():
+    seen = []
+
+    class Spy(privacy.LocalGaussian):
+        def __call__(self, update, *, party, round, rng):
+            seen.append((type(self).__name__, rng))
+            return super().__call__(update, party=party, round=round, rng=rng)
+
+    class ClipSpy(privacy.Clip):
+        def __call__(self, update, *, party, round, rng):
+            seen.append((type(self).__name__, rng))
+            return super().__call__(update, party=party, round=round, rng=rng)
+
+    parties = dp_world(n=3)
+    fl.train(parties, lr=0.1, rounds=1, seed=0, client_transform=ClipSpy(1.0))
+    fl.train(parties, lr=0.1, rounds=1, seed=0, client_transform=Spy(1.0, 1.0))
+    assert [r for name, r in seen if name == "ClipSpy"] == [None] * 3
+    drawn = [r for name, r in seen if name == "Spy"]
+    assert len(drawn) == 3 and all(isinstance(r, np.random.Generator) for r in drawn)

@@ -254,3 +254,10 @@ def test_importing_secagg_does_not_import_cryptography():
     code = "import sys, fl_helpers.secagg; assert 'cryptography' not in sys.modules, 'cryptography imported'"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_round_with_fewer_parties_than_the_threshold_says_so():
+    X, y, _ = fl.make_regression(200, 3, noise=0.3, seed=0)
+    parties = fl.split(X, y, 5, seed=0)
+    with pytest.raises(ValueError, match=r"needs at least 3 parties in a round, got 2 selected"):
+        fl.fedavg(parties, lr=0.1, rounds=5, fraction=0.4, seed=0, aggregator=secagg.SecureAggregator(3))

@@ -22,13 +22,16 @@ from .dashboard import bytes_per_round, largest_stable_lr
 from .drift import fedprox_local_update, fedprox_with_momentum
 from .federated import fixed_point, local_gradient, weighted_aggregate
 from .noniid import dirichlet_mixes, more_rounds
+from .privacy import noise_for_epsilon, recover_digit
+from .secagg import masked_inputs, min_modulus_bits
 from .tensorflow_ex import segment_gradients, tape_gradient, traced_once
 
 __all__ = [
     "CheckResult",
     "bytes_per_round", "dirichlet_mixes", "fedprox_local_update", "fedprox_with_momentum", "fixed_point",
     "glossary", "largest_stable_lr", "local_gradient",
-    "more_rounds", "mse_gradient",
+    "masked_inputs", "min_modulus_bits",
+    "more_rounds", "mse_gradient", "noise_for_epsilon", "recover_digit",
     "recover_sample_from_gradient", "round_order", "segment_gradients", "stable_learning_rate",
     "standardize", "tape_gradient", "traced_once", "weighted_aggregate",
 ]
