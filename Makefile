@@ -65,6 +65,7 @@ bench: env
 	$(BIN)/python benchmarks/bench_softmax.py --threads 1
 	$(BIN)/python benchmarks/bench_mlp.py --threads 1
 	$(BIN)/python benchmarks/bench_secagg.py
+	$(BIN)/python benchmarks/bench_privacy.py
 
 gpu-check:
 	VENV=$(VENV) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh

@@ -183,8 +183,7 @@ def noise_multiplier(target_epsilon, sample_rate, rounds, delta, *, accountant="
 class Reconstruction:
     """What :func:`dlg` recovered from one gradient.
 
-    ``x`` (m, d) and ``labels`` (m,) are the dummy samples after the last step,
-    in no particular order (match them to the originals with
+    ``x`` (m, d) and ``labels`` (m,) are the dummy samples, in no particular order (match them to the originals with
     :func:`reconstruction_error`): the inputs of the step with the smallest
     squared distance ``distance`` between their gradient and the observed
     one; ``distances`` is that distance at steps 0, 100, 200, ...
@@ -247,12 +246,15 @@ def infer_labels(gradient, theta, *, model, batch_size, seed=None) -> np.ndarray
     probe = np.random.default_rng(seed).uniform(0.0, 1.0, size=(64, d))
     p_bar = np.asarray(model.predict(theta, probe), dtype=np.float64).mean(axis=0)
     estimate = np.clip(m * (p_bar - bias), 0.0, None)
-    counts = np.floor(estimate).astype(np.int64)
-    while counts.sum() > m:                                     # too many: drop the smallest remainders
-        counts[np.argmin(np.where(counts > 0, estimate - counts, np.inf))] -= 1
-    order = np.argsort(-(estimate - counts), kind="stable")      # too few: add the largest remainders
+    total = estimate.sum()
+    # a clean gradient's estimate sums to m; a noisy one need not: rescale (uniform if nothing is left)
+    estimate = estimate * (m / total) if total > 0 else np.full(K, m / K)
+    counts = np.floor(estimate).astype(np.int64)                 # sums to at most m
+    order = np.argsort(-(estimate - counts), kind="stable")      # the largest remainders get one more
     counts[order[:m - counts.sum()]] += 1
-    return np.repeat(np.arange(K), counts)
+    labels = np.repeat(np.arange(K), counts)
+    assert len(labels) == m
+    return labels
 
 
 def dlg(gradient, theta, *, model, batch_size, labels="infer", steps=2000, lr=0.1, bounds=(0.0, 1.0),
@@ -284,15 +286,24 @@ def dlg(gradient, theta, *, model, batch_size, labels="infer", steps=2000, lr=0.
     steps = valid.integer("steps", steps, minimum=1)
     lr = valid.positive_float("lr", lr)
     if bounds is not None:
-        lo, hi = (float(b) for b in bounds)
-        if not lo < hi:
-            raise ValueError(f"bounds must be (low, high) with low < high, or None, got {bounds!r}")
+        try:
+            lo, hi = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds must be (low, high), two finite numbers with low < high, or None, "
+                             f"got {bounds!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(f"bounds must be (low, high), two finite numbers with low < high, or None, "
+                             f"got {bounds!r}")
+        bounds = (lo, hi)
     if isinstance(labels, str) and labels == "infer":
         y_hat = infer_labels(g, theta, model=model, batch_size=m, seed=seed)
     else:
         y_hat = np.asarray(labels)
         if y_hat.shape != (m,) or not np.issubdtype(y_hat.dtype, np.integer):
             raise ValueError(f"labels must be 'infer' or {m} integer class labels, got {labels!r}")
+        K = int(net.outputs[0].shape[-1])
+        if y_hat.min() < 0 or y_hat.max() >= K:
+            raise ValueError(f"labels must be class labels in 0..{K - 1}, got {labels!r}")
     tf = import_tensorflow()
     state = model._state()
     key = ("dlg", m, None if bounds is None else (lo, hi))
@@ -370,31 +381,40 @@ class _DlgProgram:
         self.optimizer.learning_rate = lr
 
 
-def reconstruction_error(original, recovered) -> np.ndarray:
-    """Per-sample mean squared error between ``original`` and ``recovered`` rows, matched to minimise the total.
+def best_pairing(original, recovered) -> np.ndarray:
+    """For each row of ``original``, the row of ``recovered`` paired with it, one to one, minimising the total error.
 
-    The recovered batch comes in no particular order. Up to 8 rows every
-    permutation is tried; beyond, rows are matched greedily (closest pair
-    first), which can only overstate the error. Returned in ``original``'s order.
+    The recovered batch of :func:`dlg` comes in no particular order. Up to 8
+    rows every permutation is tried (the optimum); beyond, rows are paired
+    greedily, closest pair first (which can only overstate the total error).
     """
     a = valid.features(original, name="original")
     b = np.asarray(recovered, dtype=np.float64)
-    if a.ndim != 2 or b.shape != a.shape:
-        raise ValueError(f"recovered must have the shape of original {np.shape(a)}, got {b.shape}")
+    if b.shape != a.shape:
+        raise ValueError(f"recovered must have the shape of original {a.shape}, got {b.shape}")
     cost = ((a[:, None, :] - b[None, :, :]) ** 2).mean(axis=2)         # cost[i, j]: original i vs recovered j
     m = len(a)
     if m <= 8:
         perms = np.array(list(itertools.permutations(range(m))))
-        best = perms[np.argmin(cost[np.arange(m), perms].sum(axis=1))]
-        return cost[np.arange(m), best]
-    out, free_i, free_j = np.empty(m), set(range(m)), set(range(m))
-    for flat in np.argsort(cost, axis=None):
+        return perms[np.argmin(cost[np.arange(m), perms].sum(axis=1))]
+    pairing, free_i, free_j = np.empty(m, dtype=np.int64), set(range(m)), set(range(m))
+    for flat in np.argsort(cost, axis=None, kind="stable"):
         i, j = divmod(int(flat), m)
         if i in free_i and j in free_j:
-            out[i] = cost[i, j]
+            pairing[i] = j
             free_i.discard(i)
             free_j.discard(j)
-    return out
+    return pairing
+
+
+def reconstruction_error(original, recovered) -> np.ndarray:
+    """Per-sample mean squared error between ``original`` rows and their :func:`best_pairing` partners.
+
+    Returned in ``original``'s order.
+    """
+    a = valid.features(original, name="original")
+    pairing = best_pairing(a, recovered)
+    return ((a - np.asarray(recovered, dtype=np.float64)[pairing]) ** 2).mean(axis=1)
 
 
 # --------------------------------------------------------------------------- DP-FedAvg
@@ -407,6 +427,7 @@ class Clip:
     """
 
     #: Clipping draws no random numbers: ``train`` passes ``rng=None`` and builds no generators for it.
+    #: Declared on this class only: a subclass gets a generator unless it says ``uses_rng = False`` too.
     uses_rng = False
 
     def __init__(self, clip_norm: float):
@@ -500,6 +521,7 @@ class Epsilon:
         self.z, self.q, _, self.delta = _check(noise_multiplier, sample_rate, 1, delta, accountant)
         self.name = accountant
         self._acc = self._one_round = None
+        self._rounds = 0                                   # rounds composed into self._acc (PLD)
 
     def __call__(self, info) -> float:
         with _quiet_accountant():
@@ -512,9 +534,10 @@ class Epsilon:
                     self._one_round = (np.asarray(acc._orders), np.asarray(acc._rdp))   # RDP of one round
                 orders, per_round = self._one_round
                 return float(rdp.compute_epsilon(orders, info.round * per_round, self.delta)[0])
-            if self._acc is None or info.round == 1:          # a new run starts a new account
-                self._acc = _accountant(self.name)
-            self._acc.compose(_event(self.z, self.q, 1))
+            if self._acc is None or info.round <= self._rounds:   # a new run (or an earlier round): start over
+                self._acc, self._rounds = _accountant(self.name), 0
+            self._acc.compose(_event(self.z, self.q, info.round - self._rounds))
+            self._rounds = info.round
             return float(self._acc.get_epsilon(self.delta))
 
 

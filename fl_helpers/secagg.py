@@ -214,7 +214,10 @@ def private_key(raw: bytes):
 
 
 def agree(own_private, other_public: bytes, *, purpose: bytes = b"pairwise mask") -> bytes:
-    """A 32-byte seed both parties compute: HKDF-SHA256 of the X25519 shared secret, ``info=purpose``."""
+    """A 32-byte seed both parties compute from the X25519 shared secret.
+
+    HKDF-SHA256, no salt, ``info=b"fl_helpers.secagg " + purpose``.
+    """
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -491,6 +494,7 @@ class SecureAggregator:
             raise ValueError(f"updates must have shape (k, p) and weights shape (k,), "
                              f"got {updates.shape} and {weights.shape}")
         if len(weights) == 0:                          # no party this round: no update
+            self.last = None
             return np.zeros(updates.shape[1])
         if len(weights) < self.threshold:             # the protocol cannot even start: never a wrong sum
             raise ValueError(f"SecureAggregator(threshold={self.threshold}) needs at least {self.threshold} "

@@ -160,7 +160,8 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         (an array of any float dtype, or an object with ``__array__`` and
         ``wire_arrays()``), and its bytes are what ``bytes_up`` counts. A
         transform with ``uses_rng = False`` gets ``rng=None`` (no generator
-        is built for it: faster with many parties, e.g. ``privacy.Clip``).
+        is built for it: faster with many parties, e.g. ``privacy.Clip``); the
+        attribute counts on the transform's own class, not inherited.
     ``aggregator(updates, weights, *, rng) -> Aggregate | ndarray``
         Block 3 (default :func:`~fl_helpers.aggregation.weighted_sum`); an
         ``ndarray`` result is taken as the final mean update.
@@ -305,7 +306,8 @@ def _transformed(updates, selected, transform, root, t):
     if transform is None or len(selected) == 0:
         return updates, np.asarray(updates, dtype=np.float64)
     dense64 = np.asarray(updates, dtype=np.float64)
-    draws = getattr(transform, "uses_rng", True)      # a transform that draws nothing may say so: no generators
+    # a transform whose own class says uses_rng = False gets no generators (a subclass must say it again)
+    draws = type(transform).__dict__.get("uses_rng", True)
     payloads = [transform(dense64[q].copy(), party=int(i), round=t,
                           rng=randomness.generator(root, "transform", t, int(i)) if draws else None)
                 for q, i in enumerate(selected)]

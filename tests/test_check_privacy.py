@@ -10,16 +10,17 @@ import pytest
 from fl_helpers import check
 
 
-def solution(G):
+def solution(G, W, l2):
+    rows = G[1:] - l2 * W[1:]                    # the server knows W and the penalty
     label = int(np.argmin(G[0]))
-    return G[1:, label] / G[0, label], label
+    return rows[:, label] / G[0, label], label
 
 
 def test_the_reference_solution_passes():
     assert check.recover_digit(solution)
 
 
-def stub(G):
+def stub(G, W, l2):
     raise NotImplementedError("write your solution here")
 
 
@@ -28,11 +29,21 @@ def test_an_untouched_exercise_fails_without_a_hint():
         assert not result and result.hint == ""
 
 
+def first_col(G, W, l2):
+    c = int(np.argmin(G[0]))
+    return c, G[1:] - l2 * W[1:]
+
+
 @pytest.mark.parametrize("wrong, words", [
-    (lambda G: (G[:, int(np.argmin(G[0]))] / G[0, int(np.argmin(G[0]))], int(np.argmin(G[0]))), "drop the first"),
-    (lambda G: (G[1:, int(np.argmax(G[0]))] / G[0, int(np.argmax(G[0]))], int(np.argmax(G[0]))), "argmin"),
-    (lambda G: (G[1:, int(np.argmin(G[0]))], int(np.argmin(G[0]))), "Divide the column"),
-    (lambda G: 3, "pair"),
+    (lambda G, W, l2: ((lambda c, R: (np.concatenate([[1.0], R[:, c] / G[0, c]]), c))(*first_col(G, W, l2))),
+     "drop the first"),
+    (lambda G, W, l2: (G[1:, int(np.argmin(G[0]))] / G[0, int(np.argmin(G[0]))], int(np.argmin(G[0]))),
+     "penalised gradient"),
+    (lambda G, W, l2: ((lambda c, R: (R[:, int(np.argmax(G[0]))] / G[0, int(np.argmax(G[0]))],
+                                      int(np.argmax(G[0]))))(*first_col(G, W, l2))), "argmin"),
+    (lambda G, W, l2: ((lambda c, R: (R[:, c], c))(*first_col(G, W, l2))), "Divide the column"),
+    (lambda G, W, l2: 3, "pair"),
+    (lambda G, W, l2: (solution(G, W, l2)[0], G[0] < 0), "one integer"),
 ])
 def test_typical_mistakes_get_their_hint(wrong, words):
     result = check.recover_digit(wrong)

@@ -194,6 +194,7 @@ def test_min_modulus_bits_accepts_the_solutions():
     assert_pass(check.min_modulus_bits(solution_min_modulus_bits))
     assert_pass(check.min_modulus_bits(lambda b, n, f: float(solution_min_modulus_bits(b, n, f))))
     assert_pass(check.min_modulus_bits(lambda b, n, f: np.int64(solution_min_modulus_bits(b, n, f))))
+    assert_pass(check.min_modulus_bits(lambda b, n, f: np.array(solution_min_modulus_bits(b, n, f))))
 
 
 @pytest.mark.parametrize("wrong, message, words", [
@@ -224,6 +225,12 @@ def test_min_modulus_bits_odd_answers_are_a_fail_not_an_exception(answer):
     result = check.min_modulus_bits(lambda *a, _answer=answer: _answer)
     assert_fail(result)
     assert "expected a whole number of bits" in result.message
+
+
+def test_a_huge_whole_answer_is_a_fail_not_an_overflow():
+    result = check.min_modulus_bits(lambda *a: 10**400)
+    assert_fail(result)
+    assert "fewer do too" in result.message
 
 
 def test_min_modulus_bits_never_raises():

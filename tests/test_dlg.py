@@ -118,6 +118,7 @@ def test_a_batch_of_64_is_not_recovered(mlp, digits):
 def test_keeping_the_top_tenth_of_the_gradient_stops_the_attack(mlp, digits):
     Xb, yb = batch(digits, 4, seed=4)
     g = hand_gradient(mlp.init(), Xb, yb)
+    assert attack_error(mlp, digits, g, Xb, 4) < baseline(digits, Xb) / 100          # without it: recovered
     pruned = np.where(np.abs(g) >= np.quantile(np.abs(g), 0.9), g, 0.0)
     assert np.count_nonzero(pruned) <= 0.1 * len(g) + 1
     assert attack_error(mlp, digits, pruned, Xb, 4) > baseline(digits, Xb)
@@ -127,6 +128,7 @@ def test_party_side_gaussian_noise_with_multiplier_one_stops_the_attack(mlp, dig
     Xb, yb = batch(digits, 4, seed=4)
     g = hand_gradient(mlp.init(), Xb, yb)
     S = np.linalg.norm(g)                                  # a clip the update already meets
+    assert attack_error(mlp, digits, g, Xb, 4) < baseline(digits, Xb) / 100          # without it: recovered
     noisy = g + np.random.default_rng(1).normal(0.0, 1.0 * S, size=len(g))
     assert attack_error(mlp, digits, noisy, Xb, 4) > baseline(digits, Xb)
 
@@ -136,6 +138,8 @@ def test_the_sum_of_ten_parties_hides_each_party(mlp, digits):
     batches = [batch(digits, 4, seed=100 + i) for i in range(10)]
     mean_gradient = np.mean([hand_gradient(theta, Xb, yb) for Xb, yb in batches], axis=0)
     Xb = batches[0][0]
+    alone = hand_gradient(theta, *batches[0])
+    assert attack_error(mlp, digits, alone, Xb, 4) < baseline(digits, Xb) / 100      # alone: recovered
     assert attack_error(mlp, digits, mean_gradient, Xb, 4) > baseline(digits, Xb)
 
 
@@ -156,6 +160,10 @@ def test_reconstruction_error_matches_rows_in_any_order():
     (dict(labels=np.array([1, 2])), ValueError, "labels must be 'infer' or 1 integer class labels"),
     (dict(steps=0), ValueError, "steps"),
     (dict(bounds=(1.0, 0.0)), ValueError, "bounds must be"),
+    (dict(bounds=(0.0, np.inf)), ValueError, "two finite numbers"),
+    (dict(bounds=(0.0, 1.0, 2.0)), ValueError, "bounds must be"),
+    (dict(labels=np.array([10])), ValueError, r"class labels in 0\.\.9, got"),
+    (dict(labels=np.array([-1])), ValueError, r"class labels in 0\.\.9, got"),
     (dict(model=models.softmax(n_classes=10)), TypeError, "models.keras"),
 ])
 def test_bad_input_to_dlg_is_named(mlp, digits, kwargs, error, match):
@@ -164,3 +172,39 @@ def test_bad_input_to_dlg_is_named(mlp, digits, kwargs, error, match):
     args = dict(gradient=hand_gradient(theta, Xb, yb), theta=theta, model=mlp, batch_size=1) | kwargs
     with pytest.raises(error, match=match):
         privacy.dlg(args.pop("gradient"), args.pop("theta"), **args)
+
+
+def test_the_best_pairing_is_one_to_one_and_undoes_a_shuffle():
+    rng = np.random.default_rng(1)
+    for m in (5, 12):
+        A = rng.uniform(size=(m, 6))
+        perm = rng.permutation(m)
+        pairing = privacy.best_pairing(A, A[perm] + 1e-3 * rng.normal(size=(m, 6)))
+        np.testing.assert_array_equal(perm[pairing], np.arange(m))     # recovered row pairing[i] is original i
+
+
+def test_an_attack_does_not_depend_on_the_attacks_before_it(mlp, digits):
+    """The compiled search is reused: a second attack must equal the same attack on a fresh program."""
+    theta = mlp.init()
+    (Xa, ya), (Xb, yb) = batch(digits, 3, seed=30), batch(digits, 3, seed=31)
+    kw_b = dict(model=mlp, batch_size=3, seed=7, lr=0.05, steps=250)
+    privacy.dlg(hand_gradient(theta, Xa, ya), theta, model=mlp, batch_size=3, seed=1, lr=0.2, steps=300)
+    after = privacy.dlg(hand_gradient(theta, Xb, yb), theta, **kw_b)
+    for key in [k for k in mlp._state() if isinstance(k, tuple) and k[0] == "dlg"]:
+        del mlp._state()[key]                                 # forget the compiled programs
+    fresh = privacy.dlg(hand_gradient(theta, Xb, yb), theta, **kw_b)
+    np.testing.assert_array_equal(after.x, fresh.x)
+    np.testing.assert_array_equal(after.distances, fresh.distances)
+
+
+def test_noisy_gradients_of_large_batches_still_give_one_label_per_sample(mlp, digits):
+    Xb, yb = batch(digits, 64, seed=64)
+    theta = mlp.init()
+    g = hand_gradient(theta, Xb, yb)
+    for k in range(20):
+        noisy = g + np.random.default_rng(k).normal(0.0, np.linalg.norm(g), size=len(g))
+        labels = privacy.infer_labels(noisy, theta, model=mlp, batch_size=64, seed=0)
+        assert len(labels) == 64 and labels.min() >= 0 and labels.max() <= 9
+    shifted = g.copy()
+    shifted[-10:] += 0.5                                     # a bias gradient that no longer sums to 0
+    assert len(privacy.infer_labels(shifted, theta, model=mlp, batch_size=16, seed=0)) == 16

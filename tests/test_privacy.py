@@ -255,9 +255,10 @@ def test_dp_fedavg_refuses_to_replace_its_own_blocks():
                              sample_rate=0.5, aggregator=fl.weighted_sum)
 
 
-def test_an_epsilon_metric_reused_for_a_second_run_starts_a_new_account():
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_an_epsilon_metric_reused_for_a_second_run_starts_a_new_account(accountant):
     parties = dp_world(n=8)
-    metric = privacy.Epsilon(1.0, 0.5, 1e-5)
+    metric = privacy.Epsilon(1.0, 0.5, 1e-5, accountant=accountant)
     kw = dict(lr=0.1, rounds=3, fraction=0.5, sampling="poisson", seed=0, metrics={"eps": metric})
     first, second = fl.train(parties, **kw), fl.train(parties, **kw)
     np.testing.assert_array_equal(first.metrics["eps"], second.metrics["eps"])
@@ -300,6 +301,8 @@ def test_clipping_gets_no_generator_and_local_noise_gets_the_partys_own():
             return super().__call__(update, party=party, round=round, rng=rng)
 
     class ClipSpy(privacy.Clip):
+        uses_rng = False                                     # said again: it counts on the class itself
+
         def __call__(self, update, *, party, round, rng):
             seen.append((type(self).__name__, rng))
             return super().__call__(update, party=party, round=round, rng=rng)
@@ -310,3 +313,22 @@ def test_clipping_gets_no_generator_and_local_noise_gets_the_partys_own():
     assert [r for name, r in seen if name == "ClipSpy"] == [None] * 3
     drawn = [r for name, r in seen if name == "Spy"]
     assert len(drawn) == 3 and all(isinstance(r, np.random.Generator) for r in drawn)
+
+
+def test_the_epsilon_metric_follows_the_round_number_not_the_number_of_calls():
+    from types import SimpleNamespace
+
+    for accountant in ("rdp", "pld"):
+        metric = privacy.Epsilon(1.0, 0.3, 1e-5, accountant=accountant)
+        got = [metric(SimpleNamespace(round=t)) for t in (1, 2, 5)]
+        want = [privacy.epsilon(1.0, 0.3, t, 1e-5, accountant=accountant) for t in (1, 2, 5)]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_a_subclass_of_clip_that_adds_noise_gets_a_generator():
+    class NoisyClip(privacy.Clip):
+        def __call__(self, update, *, party, round, rng):
+            return super().__call__(update, party=party, round=round, rng=rng) + rng.normal(size=update.shape)
+
+    run = fl.train(dp_world(n=3), lr=0.1, rounds=2, seed=0, client_transform=NoisyClip(1.0))
+    assert np.all(np.isfinite(run.theta))

@@ -261,3 +261,13 @@ def test_a_round_with_fewer_parties_than_the_threshold_says_so():
     parties = fl.split(X, y, 5, seed=0)
     with pytest.raises(ValueError, match=r"needs at least 3 parties in a round, got 2 selected"):
         fl.fedavg(parties, lr=0.1, rounds=5, fraction=0.4, seed=0, aggregator=secagg.SecureAggregator(3))
+
+
+def test_the_survivor_count_of_an_empty_round_is_zero():
+    X, y, _ = fl.make_regression(200, 3, noise=0.3, seed=0)
+    parties = fl.split(X, y, 12, seed=0)
+    run = fl.train(parties, lr=0.1, rounds=12, fraction=0.1, sampling="poisson", seed=0,
+                   aggregator=secagg.SecureAggregator(1))
+    selected = np.array([len(s) for s in run.selected])
+    assert np.any(selected == 0)
+    np.testing.assert_array_equal(run.metrics["secagg_survivors"], selected)

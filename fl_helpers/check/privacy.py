@@ -4,10 +4,13 @@ Each returns a :class:`~fl_helpers.check.CheckResult` that prints ``PASS ...``
 or ``FAIL ... Hint: ...`` and never raises because of the student's code.
 
 :func:`recover_digit`
-    ``fn(G)``: from the gradient ``G`` ((d + 1) x K, intercept row first) of
-    softmax regression's cross-entropy on *one* sample, return ``(x, label)``.
-    The cases are gradients written here by hand, :math:`G = [1, x]^\top(p - e_y)`,
-    and the answer is compared with the sample itself.
+    ``fn(G, W, l2)``: from the gradient ``G`` ((d + 1) x K, intercept row first)
+    of softmax regression's cross-entropy on *one* sample, with the penalty
+    :math:`\frac{\lambda}{2}\lVert W_{1:}\rVert^2` (``l2`` :math:`= \lambda`; the
+    intercepts are not penalised), at the broadcast weights ``W``, return
+    ``(x, label)``. The cases are gradients written here by hand,
+    :math:`G = [1, x]^\top(p - e_y) + \lambda[0; W_{1:}]`, and the answer is
+    compared with the sample itself.
 :func:`noise_for_epsilon`
     A number: the standard deviation of the noise on the server's *average*
     update, :math:`zS/(qN)`, with :math:`z` the smallest noise multiplier whose
@@ -31,10 +34,10 @@ DP_EXERCISE = {"target_epsilon": 2.0, "delta": 1e-5, "sample_rate": 0.05, "round
 
 
 def _digit_cases():
-    """``(G, x, label)``: softmax gradients of single samples, by hand, for 3 to 10 classes."""
+    """``(G, W, l2, x, label)``: penalised softmax gradients of single samples, by hand, 3 to 10 classes."""
     rng = np.random.default_rng(808)
     cases = []
-    for d, K in ((2, 3), (5, 4), (64, 10), (8, 10), (3, 5)):
+    for d, K, l2 in ((2, 3, 0.0), (5, 4, 0.1), (64, 10, 0.01), (8, 10, 0.5), (3, 5, 1.0)):
         x = rng.uniform(0.0, 1.0, size=d)
         label = int(rng.integers(K))
         W = 0.3 * rng.normal(size=(d + 1, K))
@@ -42,20 +45,23 @@ def _digit_cases():
         p = np.exp(z - z.max())
         p /= p.sum()
         G = np.outer(np.concatenate([[1.0], x]), p - np.eye(K)[label])
-        cases.append((read_only(G)[0], x, label))
+        G[1:] += l2 * W[1:]
+        G, W = read_only(G, W)
+        cases.append((G, W, l2, x, label))
     return cases
 
 
 def recover_digit(fn: Callable) -> CheckResult:
-    r"""Check ``fn(G) -> (x, label)`` on single-sample softmax gradients :math:`G = [1, x]^\top(p - e_y)`."""
+    r"""Check ``fn(G, W, l2) -> (x, label)`` on single-sample softmax gradients with an L2 penalty on ``W[1:]``."""
     name = "recover_digit"
-    hint = ("Column c of G is (p_c − [c = y]) · [1, x]. Row 0 (the intercepts) is p − e_y: its only negative "
-            "entry is the label's. Any column divided by its row-0 entry is [1, x]; drop the leading 1.")
+    hint = ("The server knows W and λ, so first remove the penalty: G[1:] − λ W[1:]. Then column c is "
+            "(p_c − [c = y]) · [1, x]; row 0 (the intercepts, not penalised) is p − e_y, negative only in the "
+            "label's column. Any column divided by its row-0 entry is [1, x]; drop the leading 1.")
     if not callable(fn):
         return CheckResult(name, False, f"expected a function, got {type(fn).__name__}", hint)
-    for k, (G, x, label) in enumerate(_digit_cases(), start=1):
+    for k, (G, W, l2, x, label) in enumerate(_digit_cases(), start=1):
         try:
-            got = fn(G)
+            got = fn(G, W, l2)
         except NotImplementedError:
             return no_answer(name)
         except Exception as exc:  # the student's bug, reported, not raised
@@ -73,11 +79,18 @@ def recover_digit(fn: Callable) -> CheckResult:
                                specific or hint)
         if not np.allclose(got_x, x, rtol=1e-8, atol=1e-10):
             specific = None
-            if np.allclose(got_x, -x) or np.allclose(got_x, G[1:, label]):
+            if l2 > 0 and np.allclose(got_x, G[1:, label] / G[0, label]):
+                specific = ("You read x from the penalised gradient: subtract λ W[1:] from rows 1.. first "
+                            "(the intercept row has no penalty).")
+            elif np.allclose(got_x, -x) or np.allclose(got_x, G[1:, label] - l2 * W[1:, label]):
                 specific = ("Divide the column by its own row-0 entry (p_c − [c = y]), sign included, so the "
                             "factor cancels exactly.")
             return CheckResult(name, False, f"case {k}: x is off by up to {np.max(np.abs(got_x - x)):.3g}",
                                specific or hint)
+        try:
+            got_label = int(np.asarray(got_label).item())
+        except (TypeError, ValueError):
+            return CheckResult(name, False, f"case {k}: the label should be one integer, got {got_label!r}", hint)
         if got_label != label:
             specific = None
             if got_label == int(np.argmax(G[0])):

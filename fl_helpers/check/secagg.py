@@ -211,8 +211,12 @@ def min_modulus_bits(fn: Callable) -> CheckResult:
             return no_answer(name)
         except Exception as exc:  # the student's bug, reported, not raised
             return CheckResult(name, False, f"{label} raised {type(exc).__name__}: {exc}", hint)
-        if isinstance(got, (bool, np.bool_)) or not isinstance(got, numbers.Real) or not math.isfinite(got) \
-                or got != int(got):
+        if isinstance(got, np.ndarray) and got.ndim == 0:           # a 0-d array holding the answer
+            got = got.item()
+        whole = isinstance(got, numbers.Integral) and not isinstance(got, (bool, np.bool_))
+        if not whole and isinstance(got, numbers.Real) and not isinstance(got, (bool, np.bool_)):
+            whole = math.isfinite(got) and got == int(got)
+        if not whole:
             return CheckResult(name, False, f"{label}: expected a whole number of bits, got {got!r}", hint)
         got = int(got)
         want = library_min_bits(bound, n, f)

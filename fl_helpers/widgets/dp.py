@@ -276,7 +276,7 @@ def check(settings: Settings) -> Settings:
         if wrong or (whole and not isinstance(value, (int, np.integer))):
             raise TypeError(f"{name} must be {'a whole number' if whole else 'a number'} between {lo:g} and "
                             f"{hi:g}, got {value!r}")
-        if not (np.isfinite(value) and lo <= value <= hi):
+        if not (lo <= value <= hi and math.isfinite(float(value) if not whole else 0.0)):
             raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
     if isinstance(s.seed, (bool, np.bool_)) or not isinstance(s.seed, (int, np.integer)):
         raise TypeError(f"seed must be a whole number >= 0, got {s.seed!r}")
