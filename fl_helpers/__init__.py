@@ -17,6 +17,13 @@ wire         bytes of what is sent, measured
 evaluation   accuracy, evaluate, party_accuracies: held-out and per-party numbers
 privacy      leak_sample (a gradient is the sample), epsilon / noise_multiplier (dp-accounting), dp_fedavg
 secagg       secure aggregation (Bonawitz et al. 2017) with dropouts; SecureAggregator for train
+robust       median, trimmed_mean, krum, geometric_median, norm_bound (Flower's semantics) and train adapters
+attacks      Byzantine parties: SignFlip, Scale, GaussianNoise, flip_labels, Alie, Ipm
+compression  TopK, RandomK, QSGD, Sign codecs as client transforms, with error feedback; bytes as sent
+systems      a simulated clock (device profiles, deadlines), sync_fedavg, fedasync, fedbuff
+hierarchy    hierarchical_fedavg: parties -> edge servers -> cloud (HierFAVG)
+ledger       RoundLog: a tamper-evident, hash-chained log of rounds
+tensorboard_log  write_history / read_scalars: a run as TensorBoard event files (TensorFlow loaded when called)
 
 Around it
 ---------
@@ -29,7 +36,22 @@ validation   argument checks shared by the public functions
 tf_env       quiet, lazy TensorFlow / Keras imports
 """
 
-from . import evaluation, models, optim, privacy, randomness, secagg, wire
+from . import (
+    attacks,
+    compression,
+    evaluation,
+    hierarchy,
+    ledger,
+    models,
+    optim,
+    privacy,
+    randomness,
+    robust,
+    secagg,
+    systems,
+    tensorboard_log,
+    wire,
+)
 from .aggregation import Aggregate, aggregate, aggregation_weights, weighted_sum
 from .algorithms import Scaffold, scaffold
 from .data import available_datasets, label_histogram, load_dataset, make_fedprox_synthetic, make_regression, split
@@ -42,9 +64,11 @@ from .server import RoundInfo, broadcast, fedavg, fedsgd, sample_parties, server
 __version__ = "0.2.0"
 
 __all__ = [
-    "Aggregate", "ClientUpdate", "History", "Party", "RoundInfo", "Scaffold", "accuracy", "aggregate",
+    "Aggregate", "ClientUpdate", "History", "Party", "RoundInfo", "Scaffold", "accuracy", "aggregate", "attacks",
+    "compression", "hierarchy", "systems",
     "aggregation_weights", "available_datasets", "broadcast", "centralized_gd", "evaluate", "evaluation",
-    "fedavg", "fedsgd", "label_histogram", "least_squares", "load_dataset", "make_fedprox_synthetic",
-    "make_regression", "models", "optim", "party_accuracies", "privacy", "randomness", "sample_parties",
-    "scaffold", "secagg", "server_update", "split", "train", "weighted_sum", "wire",
+    "fedavg", "fedsgd", "label_histogram", "least_squares", "ledger", "load_dataset", "make_fedprox_synthetic",
+    "make_regression", "models", "optim", "party_accuracies", "privacy", "randomness", "robust",
+    "sample_parties", "scaffold", "secagg", "server_update", "split", "tensorboard_log", "train", "weighted_sum",
+    "wire",
 ]

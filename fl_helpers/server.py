@@ -143,6 +143,11 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         parties (drawn from the ``"stragglers"`` stream, per party) manage only ``x`` of the ``E`` local
         epochs, ``x`` uniform in 1..E. ``drop_stragglers=True`` (FedAvg's rule) leaves them out of the round;
         ``False`` (FedProx's) aggregates their partial work.
+        ``stragglers`` may also be a *plan*: a function ``plan(selected, round) -> epochs`` giving, for
+        each selected party, the local epochs it completes (an integer array of ``len(selected)`` in
+        0..E; 0: its work does not count this round). A simulated clock with a deadline is such a plan
+        (:func:`fl_helpers.systems.sync_fedavg`). ``drop_stragglers`` is then unused; a plan with a
+        ``metrics(info)`` method adds its own series to the History.
     ``control``
         A client-state hook such as :class:`fl_helpers.algorithms.Scaffold`: it adds a correction to
         every local step and updates its state from the round's updates (``correction(selected)``,
@@ -165,6 +170,9 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
     ``aggregator(updates, weights, *, rng) -> Aggregate | ndarray``
         Block 3 (default :func:`~fl_helpers.aggregation.weighted_sum`); an
         ``ndarray`` result is taken as the final mean update.
+
+    A ``client_transform`` or ``aggregator`` with a ``start(theta, n_parties)`` method has it
+    called before round 1: per-run state (error-feedback residuals, say) starts afresh.
     ``server_lr`` (float, or a function of the round ``t``) or ``server_optimizer``
         Block 4: see :mod:`fl_helpers.optim`.
     ``metrics``: ``{name: fn(RoundInfo) -> float}``
@@ -202,9 +210,10 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         if not isinstance(name, str) or not callable(fn):
             raise TypeError(f"metrics must map names (str) to functions of a RoundInfo, got {name!r}: {fn!r}")
     prox_mu = valid.positive_float("prox_mu", prox_mu, allow_zero=True)
-    stragglers = valid.positive_float("stragglers", stragglers, allow_zero=True)
-    if stragglers >= 1.0:
-        raise ValueError(f"stragglers must be a share in [0, 1), got {stragglers!r}")
+    if not callable(stragglers):
+        stragglers = valid.positive_float("stragglers", stragglers, allow_zero=True)
+        if stragglers >= 1.0:
+            raise ValueError(f"stragglers must be a share in [0, 1) or a plan function, got {stragglers!r}")
     if not isinstance(drop_stragglers, bool):
         raise TypeError(f"drop_stragglers must be True or False, got {drop_stragglers!r}")
     if control is not None:
@@ -213,10 +222,14 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
             raise TypeError(f"control must be a client-state hook (e.g. fl_helpers.algorithms.Scaffold), "
                             f"got {type(control).__name__} without {', '.join(missing)}")
         control.start(theta, len(parties))
+    for hook in (client_transform, aggregator):          # a hook with per-run state starts afresh
+        if hook is not None and hasattr(hook, "start"):
+            hook.start(theta, len(parties))
     if eval_data is not None:
         metrics = {**eval_metrics(parties[0].model, eval_data, theta=theta, n_features=parties[0].n_features),
                    **metrics}
-    reporters = [h for h in (client_transform, aggregator, server_optimizer, control) if hasattr(h, "metrics")]
+    hooks = (client_transform, aggregator, server_optimizer, control, stragglers if callable(stragglers) else None)
+    reporters = [h for h in hooks if hasattr(h, "metrics")]
     state = server_optimizer.init(theta) if server_optimizer is not None else None
     sizes = np.array([p.n_samples for p in parties])
     shares = aggregation_weights(sizes, weighting)         # each party's share of the objective (control's)
@@ -289,6 +302,14 @@ def _stragglers(selected, share, drop, epochs, root, t):
     keys straggle. So a straggler's ``x`` never depends on which other parties were sampled. Dropped,
     stragglers leave the round; kept, they send their partial work.
     """
+    if callable(share):                                # a plan: the epochs each selected party completes
+        done = np.asarray(share(selected, t))
+        if done.shape != selected.shape or not np.issubdtype(done.dtype, np.integer) \
+                or np.any(done < 0) or np.any(done > epochs):
+            raise ValueError(f"stragglers plan must return {len(selected)} integer epochs in 0..{epochs}, one per "
+                             f"selected party, got {done!r}")
+        keep = done > 0
+        return selected[keep], (None if np.all(done[keep] == epochs) else done[keep])
     if share == 0.0 or len(selected) == 0:
         return selected, None
     draws = [randomness.generator(root, "stragglers", t, int(i)) for i in selected]
