@@ -66,6 +66,8 @@ bench: env
 	$(BIN)/python benchmarks/bench_mlp.py --threads 1
 	$(BIN)/python benchmarks/bench_secagg.py
 	$(BIN)/python benchmarks/bench_privacy.py
+	$(BIN)/python benchmarks/bench_robust.py
+	$(BIN)/python benchmarks/bench_compression.py
 
 gpu-check:
 	VENV=$(VENV) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh

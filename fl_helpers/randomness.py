@@ -15,6 +15,19 @@ stream            key               used for
 ``"stragglers"``  ``(seed, t, i)``  whether party ``i`` straggles in round ``t`` (its key), and how far it gets
 ================  ================  ====================================================================
 
+The simulated clock of :mod:`fl_helpers.systems` has streams of its own, numbered from 100 so that
+they never meet the round's (their keys are not ``(seed, t[, i])``: see that module):
+
+================  ================  ====================================================================
+stream            key               used for
+================  ================  ====================================================================
+``"compute"``     ``(seed, i)``     party ``i``'s device: seconds per sample (drawn once per run)
+``"latency"``     ``(seed, i)``     party ``i``'s device: latency
+``"bandwidth"``   ``(seed, i)``     party ``i``'s device: bandwidth
+``"jitter"``      ``(seed, k, i)``  the jitter of party ``i``'s ``k``-th job
+``"dispatch"``    ``(seed, j)``     which idle party starts the ``j``-th new asynchronous job
+================  ================  ====================================================================
+
 Consequences (each is a test in ``tests/test_randomness.py``):
 
 * changing the batch size, the local epochs or the engine never changes which
@@ -43,7 +56,9 @@ import numpy as np
 from . import validation as valid
 
 #: Stream numbers of the spawn keys (part of the contract: never renumber).
-STREAMS = {"local": 0, "sampling": 1, "transform": 2, "aggregate": 3, "server": 4, "stragglers": 5}
+STREAMS = {"local": 0, "sampling": 1, "transform": 2, "aggregate": 3, "server": 4, "stragglers": 5,
+           # fl_helpers.systems (simulated devices and asynchronous runs)
+           "compute": 100, "latency": 101, "bandwidth": 102, "jitter": 103, "dispatch": 104}
 
 _MASK = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -22,6 +22,9 @@ Three ways to run the server against that clock, each returning a :class:`TimedH
     reported; with a ``deadline`` the server closes it at the deadline and drops the late
     parties (FedAvg's rule), or, ``partial_work=True``, aggregates the epochs each finished in
     time (FedProx's, Li et al. 2020, "Federated Optimization in Heterogeneous Networks").
+    It *is* :func:`fl_helpers.train`: the clock only swaps block 2's straggler plan
+    (:class:`ClockPlan`, the epochs each selected party finishes in time), the round loop is
+    ``train``'s.
 :func:`fedasync`
     Xie, Koyejo and Gupta 2019, "Asynchronous Federated Optimization": the server mixes each
     local model in as it arrives, :math:`\theta \leftarrow (1 - \alpha_t)\theta + \alpha_t\theta_i`,
@@ -36,6 +39,19 @@ Three ways to run the server against that clock, each returning a :class:`TimedH
 Staleness :math:`\tau` is the number of server updates applied between the moment a party
 received its model and the moment its result is applied (0: fresh).
 
+Why the asynchronous two are not :func:`fl_helpers.train`. ``train``'s unit is the synchronous
+round: one broadcast of :math:`\theta_t` to the selected parties, then one aggregate of work that
+*all* started from :math:`\theta_t`, then one server update; its straggler plan can only say how
+much of this round's work counts. FedAsync and FedBuff have no such round: a party starts from
+whatever model is current when it becomes idle, results arrive one at a time, and a server update
+applies one result (FedAsync) or ``K`` (FedBuff, the same party possibly twice) computed from
+*different*, older models, weighted by their staleness. No round boundary exists at which every
+applied result shares one broadcast model, so they keep their own event loop; inside it they use
+the same blocks as ``train``: :func:`~fl_helpers.server.broadcast`, the engine's ``local_work``
+(the minibatch streams of :mod:`fl_helpers.randomness`, the job number playing the round),
+:func:`~fl_helpers.aggregation.weighted_sum` and :func:`~fl_helpers.server.server_update` (FedBuff);
+FedAsync's mixing step is its own server update (the paper's rule).
+
 The event engine is :class:`EventQueue`, a ``heapq`` of "party ``i`` finishes at time ``T``"
 events. That is the simulation's only event type (a party's next job is scheduled when its last
 one is handled), so a priority queue *is* the whole engine: about 30 readable lines, no
@@ -43,8 +59,9 @@ dependency. SimPy would add a dependency and a process/generator abstraction we 
 Ties leave in the order they were scheduled, so a run is deterministic.
 
 Randomness. The device draws, the jitter and FedBuff's choice of the next party come from
-``numpy.random.SeedSequence(seed, spawn_key=(stream, ...))`` with stream numbers of their own,
-outside :data:`fl_helpers.randomness.STREAMS` (100 + ...: no clash with the round's streams):
+``numpy.random.SeedSequence(seed, spawn_key=(stream, ...))`` (:func:`fl_helpers.randomness.generator`)
+with streams of their own, registered in :data:`fl_helpers.randomness.STREAMS` with numbers from
+100 (no clash with the round's streams):
 
 =================  ===========================  =====================================================
 stream (number)    key                          used for
@@ -72,16 +89,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import randomness
+from . import randomness, server
 from . import validation as valid
-from .aggregation import WEIGHTINGS, aggregation_weights, weighted_sum
+from .aggregation import WEIGHTINGS, weighted_sum
 from .engines import make_engine
 from .history import History, Recorder
 from .parties import check_parties, initial_theta
-from .server import broadcast, sample_parties, server_update
+from .server import broadcast, server_update
 
-#: Spawn-key stream numbers of this module (kept clear of ``randomness.STREAMS``).
-SYSTEM_STREAMS = {"compute": 100, "latency": 101, "bandwidth": 102, "jitter": 103, "dispatch": 104}
+#: Spawn-key stream numbers of this module (registered in ``randomness.STREAMS``, from 100).
+SYSTEM_STREAMS = {name: randomness.STREAMS[name] for name in ("compute", "latency", "bandwidth", "jitter", "dispatch")}
 
 #: Distribution names and their parameters, in order.
 DISTRIBUTIONS = {"constant": ("value",), "exponential": ("mean",), "lognormal": ("median", "sigma"),
@@ -89,10 +106,6 @@ DISTRIBUTIONS = {"constant": ("value",), "exponential": ("mean",), "lognormal": 
 
 #: Staleness functions of FedAsync (Xie et al. 2019).
 STALENESS = ("constant", "polynomial", "hinge")
-
-
-def _generator(seed: int, stream: str, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(SYSTEM_STREAMS[stream], *key)))
 
 
 # --- distributions and devices ---------------------------------------------------------------------
@@ -243,7 +256,7 @@ class Clock:
             return np.zeros(parties.shape)
         tasks = np.broadcast_to(np.asarray(task), parties.shape)
         draw = self.jitter.kind != "constant"
-        return np.array([self.jitter.sample(_generator(self.seed, "jitter", int(k), int(i)) if draw else None)
+        return np.array([self.jitter.sample(randomness.generator(self.seed, "jitter", int(k), int(i)) if draw else None)
                          for i, k in zip(parties, tasks, strict=True)], dtype=np.float64)
 
     def job_time(self, parties, *, samples, bytes_down, bytes_up, task=1) -> np.ndarray:
@@ -284,7 +297,7 @@ class DeviceProfile:
         def draw(name, dist):
             if dist.kind == "constant":
                 return np.full(n_parties, dist.params["value"])
-            return np.array([dist.sample(_generator(root, name, i)) for i in range(n_parties)])
+            return np.array([dist.sample(randomness.generator(root, name, i)) for i in range(n_parties)])
 
         bandwidth = None if self.bandwidth is None else draw("bandwidth", self.bandwidth)
         return Clock(draw("compute", self.compute), latency=draw("latency", self.latency),
@@ -454,6 +467,68 @@ def plan_round(clock: Clock, selected, sizes, *, local_epochs: int, bytes_down: 
     return RoundPlan(selected[on_time], epochs[on_time], done[on_time], duration)
 
 
+class ClockPlan:
+    r"""A straggler plan for :func:`fl_helpers.train`: the epochs each selected party finishes on a clock.
+
+    ``plan(selected, round)`` runs :func:`plan_round` and returns, for each selected party, the
+    epochs it delivers: ``local_epochs``, fewer (``partial_work``), or 0 when it misses the
+    ``deadline`` (its work does not count this round). It remembers each round's
+    :class:`RoundPlan` and selection, so ``train`` can add its per-round series
+    (:meth:`metrics`: ``"round_seconds"``, ``"dropped"``) and :meth:`times` gives the simulated
+    clock after each round. ``train(..., stragglers=ClockPlan(...))`` is :func:`sync_fedavg`.
+
+    ``sizes`` are the parties' sample counts :math:`m_i`, ``bytes_down`` / ``bytes_up`` the bytes
+    of the model and of an update with its weight. A plan records the rounds of one run (a second
+    run with the same plan overwrites them round by round): build one per run.
+    """
+
+    def __init__(self, clock: Clock, sizes, *, local_epochs: int, bytes_down: int, bytes_up: int,
+                 deadline=None, partial_work: bool = False):
+        if not isinstance(clock, Clock):
+            raise TypeError(f"clock must be a Clock, got {type(clock).__name__}")
+        self.clock = clock
+        self.sizes = np.asarray(sizes)
+        if self.sizes.shape != (clock.n_parties,):
+            raise ValueError(f"sizes must hold one sample count per party of the clock ({clock.n_parties}), "
+                             f"got shape {self.sizes.shape}")
+        self.local_epochs = valid.integer("local_epochs", local_epochs, minimum=1)
+        self.bytes_down, self.bytes_up = bytes_down, bytes_up
+        self.deadline = None if deadline is None else valid.positive_float("deadline", deadline)
+        if not isinstance(partial_work, bool):
+            raise TypeError(f"partial_work must be True or False, got {partial_work!r}")
+        if partial_work and self.deadline is None:
+            raise ValueError("partial_work=True needs a deadline (the epochs done by then are used), got deadline=None")
+        self.partial_work = partial_work
+        self.rounds: dict[int, tuple[RoundPlan, int]] = {}     # round -> (its plan, how many were selected)
+
+    def __repr__(self) -> str:
+        return (f"ClockPlan(n_parties={self.clock.n_parties}, local_epochs={self.local_epochs}, "
+                f"deadline={self.deadline!r}, partial_work={self.partial_work})")
+
+    def __call__(self, selected, round: int) -> np.ndarray:
+        selected = np.asarray(selected, dtype=np.int64)
+        plan = plan_round(self.clock, selected, self.sizes, local_epochs=self.local_epochs,
+                          bytes_down=self.bytes_down, bytes_up=self.bytes_up, deadline=self.deadline,
+                          partial_work=self.partial_work, round=round)
+        self.rounds[int(round)] = (plan, len(selected))
+        epochs = np.zeros(len(selected), dtype=np.int64)
+        epochs[np.isin(selected, plan.working)] = plan.epochs      # plan.working keeps selected's order
+        return epochs
+
+    def metrics(self, info) -> dict:
+        """Round ``info.round``'s seconds and the number of selected parties whose work did not count."""
+        plan, k = self.rounds[info.round]
+        return {"round_seconds": plan.duration, "dropped": float(k - len(plan.working))}
+
+    def times(self, rounds: int) -> np.ndarray:
+        """The simulated clock at the start (0.0) and after each of rounds 1..``rounds``."""
+        now, times = 0.0, [0.0]
+        for t in range(1, rounds + 1):
+            now += self.rounds[t][0].duration
+            times.append(float(now))
+        return np.array(times)
+
+
 def sync_fedavg(parties, *, profile, lr, rounds, deadline=None, partial_work=False, local_epochs=1,
                 batch_size=None, fraction=1.0, weighting="samples", prox_mu=0.0, theta0=None, seed=None,
                 engine="loop") -> TimedHistory:
@@ -464,9 +539,10 @@ def sync_fedavg(parties, *, profile, lr, rounds, deadline=None, partial_work=Fal
     with it; with ``partial_work=True`` every party with at least one epoch done, with the epochs
     it did, FedProx-style), 3. aggregate (:func:`~fl_helpers.aggregation.weighted_sum` of their
     updates, weights :math:`m_i/\sum m_j` over the deliverers), 4. server update
-    :math:`\theta \leftarrow \theta - \eta\bar\Delta`. Without a deadline (or one nobody misses) the
-    models are those of :func:`fl_helpers.fedavg` with the same ``seed``, bit for bit; the round
-    lasts as long as its slowest party.
+    :math:`\theta \leftarrow \theta - \eta\bar\Delta`. That round is :func:`fl_helpers.train`'s,
+    with the clock as its straggler plan (:class:`ClockPlan`). Without a deadline (or one nobody
+    misses) the models are those of :func:`fl_helpers.fedavg` with the same ``seed``, bit for bit;
+    the round lasts as long as its slowest party.
 
     ``profile`` is a :class:`DeviceProfile` (drawn with ``seed``) or a :class:`Clock`. The model
     costs :math:`B_\downarrow = p \cdot` itemsize bytes, the update and its weight
@@ -490,33 +566,22 @@ def sync_fedavg(parties, *, profile, lr, rounds, deadline=None, partial_work=Fal
     theta = initial_theta(theta0, parties)
     root = randomness.root_seed(seed)
     clock = _clock(profile, len(parties), root)
-    eng = make_engine(engine, parties)
+    eng = make_engine(engine, parties)                  # built once: train gets the object, the plan its dtype
     sizes = np.array([p.n_samples for p in parties])
     item = np.dtype(eng.dtype).itemsize
-    down, up = theta.size * item, (theta.size + 1) * item
-    log = _Log(sizes, eng, theta, "sync_fedavg" if deadline is None else "sync_fedavg(deadline)", clock)
-    now = 0.0
-    options = {"prox_mu": prox_mu} if prox_mu else {}
-    for t in range(1, rounds + 1):
-        draw = None if fraction == 1.0 else randomness.generator(root, "sampling", t)
-        selected = sample_parties(len(parties), fraction, draw)
-        sent = broadcast(theta, selected, dtype=eng.dtype)                                 # 1. broadcast
-        plan = plan_round(clock, selected, sizes, local_epochs=local_epochs, bytes_down=down, bytes_up=up,
-                          deadline=deadline, partial_work=partial_work, round=t)
-        if len(plan.working):
-            partial = None if np.all(plan.epochs == local_epochs) else plan.epochs
-            work = eng.local_work(sent, plan.working, lr=lr, epochs=local_epochs, batch_size=batch_size,
-                                  seed=root, round=t, party_epochs=partial, **options)      # 2. local work
-            weights = aggregation_weights(work.weights, weighting)
-            mean = weighted_sum(np.asarray(work.updates, dtype=np.float64), weights).mean   # 3. aggregate
-            theta = server_update(theta, mean, lr=lr)                                       # 4. server update
-        now += plan.duration
-        if not log.record(now, theta, parties=plan.working, staleness=np.zeros(len(plan.working)),
-                          bytes_up=len(plan.working) * up, bytes_down=len(selected) * down,
-                          metrics={"round_seconds": plan.duration,
-                                   "dropped": float(len(selected) - len(plan.working))}):
-            break
-    return log.history()
+    plan = ClockPlan(clock, sizes, local_epochs=local_epochs, bytes_down=theta.size * item,
+                     bytes_up=(theta.size + 1) * item, deadline=deadline, partial_work=partial_work)
+    h = server.train(parties, lr=lr, rounds=rounds, local_epochs=local_epochs, batch_size=batch_size,
+                     fraction=fraction, weighting=weighting, theta0=theta, seed=root, engine=eng,
+                     prox_mu=prox_mu, stragglers=plan)
+    contributions = np.zeros(len(parties), dtype=np.int64)
+    for working in h.selected:
+        np.add.at(contributions, np.asarray(working, dtype=np.int64), 1)
+    return TimedHistory(**{f: getattr(h, f) for f in History.__dataclass_fields__},
+                        times=plan.times(h.rounds),
+                        staleness=[np.zeros(len(working), dtype=np.int64) for working in h.selected],
+                        contributions=contributions, sizes=sizes,
+                        algorithm="sync_fedavg" if deadline is None else "sync_fedavg(deadline)", clock=clock)
 
 
 # --- asynchronous runs -----------------------------------------------------------------------------
@@ -585,7 +650,7 @@ class _Workers:
     def first_wave(self, theta) -> None:
         n = len(self.busy)
         first = (np.arange(n) if self.concurrency == n else
-                 np.sort(_generator(self.root, "dispatch", 0).choice(n, self.concurrency, replace=False)))
+                 np.sort(randomness.generator(self.root, "dispatch", 0).choice(n, self.concurrency, replace=False)))
         for i in first:
             self.start(theta, 0, 0.0, int(i))
 
@@ -598,7 +663,7 @@ class _Workers:
         """Keep ``concurrency`` jobs running: start one on an idle party (uniformly drawn, if several)."""
         self.dispatched += 1
         idle = np.flatnonzero(~self.busy)
-        pick = idle[0] if len(idle) == 1 else _generator(self.root, "dispatch", self.dispatched).choice(idle)
+        pick = idle[0] if len(idle) == 1 else randomness.generator(self.root, "dispatch", self.dispatched).choice(idle)
         self.start(theta, version, now, int(pick))
 
     def model_bytes(self) -> int:

@@ -296,7 +296,7 @@ def test_regression_eval_data_records_the_loss_only(drifting):
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(prox_mu=-0.1), ValueError, "prox_mu"),
     (dict(prox_mu="a"), TypeError, "prox_mu"),
-    (dict(stragglers=1.0), ValueError, r"stragglers must be a share in \[0, 1\), got 1.0"),
+    (dict(stragglers=1.0), ValueError, r"stragglers must be a share in \[0, 1\) or a plan function, got 1.0"),
     (dict(stragglers=-0.2), ValueError, "stragglers"),
     (dict(stragglers=0.5, drop_stragglers="yes"), TypeError, "drop_stragglers"),
     (dict(eval_data=np.zeros(3)), TypeError, "eval_data must be a pair"),

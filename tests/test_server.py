@@ -312,3 +312,52 @@ def test_parties_may_be_a_tuple(unequal_parties):
     a = fl.fedsgd(tuple(unequal_parties), lr=0.05, rounds=2)
     b = fl.fedsgd(unequal_parties, lr=0.05, rounds=2)
     np.testing.assert_array_equal(a.thetas, b.thetas)
+
+
+def test_a_stragglers_plan_decides_each_partys_epochs():
+    X, y, _ = fl.make_regression(120, 2, noise=0.3, seed=0)
+    parties = fl.split(X, y, 4, seed=0)
+    calls = []
+
+    def plan(selected, round):
+        calls.append((round, list(selected)))
+        return np.array([0, 1, 3, 3])[: len(selected)]          # party 0 dropped, party 1 one epoch
+
+    run = fl.train(parties, lr=0.05, rounds=2, local_epochs=3, seed=0, stragglers=plan)
+    assert calls == [(1, [0, 1, 2, 3]), (2, [0, 1, 2, 3])]
+    assert [list(s) for s in run.selected] == [[1, 2, 3], [1, 2, 3]]
+    theta = run.thetas[0]                                      # round 1 by hand: full-batch steps
+    outs, ws = [], []
+    for i, epochs in ((1, 1), (2, 3), (3, 3)):
+        Xi, yi = parties[i].data
+        local = theta.copy()
+        for _ in range(epochs):
+            Xt = np.hstack([np.ones((len(Xi), 1)), Xi])
+            local = local - 0.05 * 2 * Xt.T @ (Xt @ local - yi) / len(Xi)
+        outs.append(local)
+        ws.append(len(Xi))
+    np.testing.assert_allclose(run.thetas[1], np.average(outs, axis=0, weights=ws), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="stragglers plan must return 4 integer epochs in 0..3"):
+        fl.train(parties, lr=0.05, rounds=1, local_epochs=3, stragglers=lambda s, t: np.full(len(s), 4))
+
+
+def test_hooks_with_a_start_method_are_started_before_each_run():
+    X, y, _ = fl.make_regression(60, 2, noise=0.3, seed=0)
+    parties = fl.split(X, y, 3, seed=0)
+
+    class Counting:
+        def __init__(self):
+            self.starts, self.calls = [], 0
+
+        def start(self, theta, n_parties):
+            self.starts.append((theta.copy(), n_parties, self.calls))
+
+        def __call__(self, update, *, party, round, rng):
+            self.calls += 1
+            return update
+
+    hook = Counting()
+    for _ in range(2):
+        fl.train(parties, lr=0.05, rounds=2, seed=0, client_transform=hook)
+    assert [(n, calls) for _, n, calls in hook.starts] == [(3, 0), (3, 6)]     # before round 1 of each run
+    np.testing.assert_array_equal(hook.starts[0][0], np.zeros(3))

@@ -24,8 +24,12 @@ import pytest
 from scipy import stats
 
 import fl_helpers as fl
+import fl_helpers.server as server_module
+from fl_helpers import randomness
 from fl_helpers.systems import (
+    SYSTEM_STREAMS,
     Clock,
+    ClockPlan,
     DeviceProfile,
     Distribution,
     EventQueue,
@@ -133,6 +137,27 @@ def test_jitter_adds_to_each_job_and_depends_only_on_seed_task_and_party(clock):
     assert np.all(noisy.extra([0, 1, 2], 1) > 0)
 
 
+def test_device_and_dispatch_streams_are_registered_in_the_randomness_contract():
+    assert SYSTEM_STREAMS == {"compute": 100, "latency": 101, "bandwidth": 102, "jitter": 103, "dispatch": 104}
+    assert all(randomness.STREAMS[name] == number for name, number in SYSTEM_STREAMS.items())
+    assert len(set(randomness.STREAMS.values())) == len(randomness.STREAMS)         # no two streams share a number
+    profile = DeviceProfile(compute=Distribution("exponential", mean=0.01),
+                            latency=Distribution("lognormal", median=0.05, sigma=1.0),
+                            bandwidth=Distribution("exponential", mean=1e5),
+                            jitter=Distribution("exponential", mean=1.0))
+
+    clock = profile.clock(3, seed=11)
+
+    def hand(*key):                                     # SeedSequence(seed, spawn_key=(stream, ...)), written out
+        return np.random.default_rng(np.random.SeedSequence(11, spawn_key=key))
+
+    np.testing.assert_array_equal(clock.seconds_per_sample, [hand(100, i).exponential(0.01) for i in range(3)])
+    np.testing.assert_array_equal(clock.latency, [hand(101, i).lognormal(np.log(0.05), 1.0) for i in range(3)])
+    np.testing.assert_array_equal(clock.bandwidth, [hand(102, i).exponential(1e5) for i in range(3)])
+    np.testing.assert_array_equal(clock.extra([0, 2], 4), [hand(103, 4, 0).exponential(1.0),
+                                                           hand(103, 4, 2).exponential(1.0)])
+
+
 def test_event_queue_pops_in_time_order_and_ties_in_push_order():
     queue = EventQueue()
     for time, party in [(3.0, 0), (1.5, 1), (3.0, 2), (0.0, 3), (1.5, 4)]:
@@ -236,6 +261,79 @@ def test_random_devices_change_the_clock_not_the_models(parties):
 
     np.testing.assert_array_equal(h.thetas, fl.fedavg(parties, lr=0.05, rounds=5, seed=2).thetas)
     assert np.all(np.diff(h.times) > 0)
+
+
+def test_clock_plan_gives_each_selected_party_its_epochs_by_hand(clock):
+    sizes = [2, 4, 3]
+    drop = ClockPlan(clock, sizes, local_epochs=1, bytes_down=16, bytes_up=24, deadline=4.5)
+    partial = ClockPlan(clock, sizes, local_epochs=3, bytes_down=16, bytes_up=24, deadline=4.5, partial_work=True)
+    waits = ClockPlan(clock, sizes, local_epochs=1, bytes_down=16, bytes_up=24)
+
+    np.testing.assert_array_equal(drop(np.array([0, 1, 2]), 1), [1, 1, 0])             # party 2 needs 5.0 s
+    np.testing.assert_array_equal(drop(np.array([1, 2]), 2), [1, 0])
+    np.testing.assert_array_equal(partial(np.array([0, 1, 2]), 1), [1, 3, 0])          # plan_round's "short"
+    np.testing.assert_array_equal(waits(np.array([0, 2]), 1), [1, 1])
+    assert drop.metrics(fl.server.RoundInfo(1, *[None] * 6)) == {"round_seconds": 4.5, "dropped": 1.0}
+    assert drop.metrics(fl.server.RoundInfo(2, *[None] * 6)) == {"round_seconds": 4.5, "dropped": 1.0}
+    assert waits.metrics(fl.server.RoundInfo(1, *[None] * 6)) == {"round_seconds": 5.0, "dropped": 0.0}
+    np.testing.assert_array_equal(drop.times(2), [0.0, 4.5, 9.0])
+
+
+def test_sync_fedavg_is_one_call_of_train_with_a_clock_plan(parties, monkeypatch):
+    calls = []
+    real = server_module.train
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server_module, "train", spy)
+    theta0 = np.array([0.1, -0.2, 0.3, 0.05])
+    h = sync_fedavg(parties, profile=DeviceProfile(compute=Distribution("lognormal", median=3e-3, sigma=1.0)),
+                    lr=0.05, rounds=3, deadline=0.1, partial_work=True, local_epochs=3, batch_size=4, fraction=0.5,
+                    weighting="uniform", prox_mu=0.2, theta0=theta0, seed=5, engine="vectorized")
+
+    assert len(calls) == 1                                           # the round loop is train's, run once
+    kw = calls[0]
+    assert isinstance(kw["stragglers"], ClockPlan) and kw["stragglers"].clock is h.clock
+    assert (kw["lr"], kw["rounds"], kw["local_epochs"], kw["batch_size"], kw["fraction"], kw["weighting"],
+            kw["prox_mu"], kw["seed"]) == (0.05, 3, 3, 4, 0.5, "uniform", 0.2, 5)
+    np.testing.assert_array_equal(kw["theta0"], theta0)
+    assert kw["engine"].name == "vectorized" == h.engine
+    np.testing.assert_array_equal(h.thetas[0], theta0)
+
+
+@pytest.mark.parametrize("partial_work", [False, True], ids=["drop", "partial"])
+def test_deadline_run_equals_train_with_the_equivalent_plan(parties, partial_work):
+    profile = DeviceProfile(compute=Distribution("lognormal", median=3e-3, sigma=1.0),
+                            latency=Distribution("exponential", mean=0.02), bandwidth=1e4,
+                            jitter=Distribution("exponential", mean=0.01))
+    args = dict(lr=0.05, rounds=5, local_epochs=3, batch_size=4, fraction=0.75, weighting="uniform", prox_mu=0.1,
+                seed=8)
+
+    h = sync_fedavg(parties, profile=profile, deadline=0.25, partial_work=partial_work, **args)
+    plan = ClockPlan(profile.clock(len(parties), seed=8), [p.n_samples for p in parties], local_epochs=3,
+                     bytes_down=4 * 8, bytes_up=5 * 8, deadline=0.25, partial_work=partial_work)
+    ref = fl.train(parties, stragglers=plan, **args)
+
+    assert h.metrics["dropped"].sum() > 0                            # the deadline bites
+    for name in ("thetas", "losses", "party_losses", "bytes_up", "bytes_down"):
+        np.testing.assert_array_equal(getattr(h, name), getattr(ref, name))
+    assert [s.tolist() for s in h.selected] == [s.tolist() for s in ref.selected]
+    assert h.metrics.keys() == ref.metrics.keys() == {"round_seconds", "dropped"}
+    for name in ref.metrics:
+        np.testing.assert_array_equal(h.metrics[name], ref.metrics[name])
+    np.testing.assert_array_equal(h.times, plan.times(5))
+    np.testing.assert_array_equal(h.times[1:], np.cumsum(ref.metrics["round_seconds"]))
+    np.testing.assert_array_equal(h.contributions, np.bincount(np.concatenate(ref.selected), minlength=len(parties)))
+
+
+def test_sync_fedavg_stops_where_train_diverges(parties):
+    h = sync_fedavg(parties, profile=Clock(np.full(len(parties), 1e-3)), lr=5.0, rounds=30, local_epochs=2, seed=3)
+
+    assert h.diverged_at is not None
+    assert len(h.times) == len(h.losses) == h.rounds + 1 == len(h.staleness) + 1
+    assert len(h.metrics["round_seconds"]) == h.rounds
 
 
 # --- FedAsync ------------------------------------------------------------------------------------
