@@ -265,10 +265,19 @@ class _Colluding:
         self.roster = Roster()
         self.forged_rows = None
         self.updates = None
+        self.n_parties = None
+
+    def start(self, theta, n_parties) -> None:
+        """Called by ``train`` before round 1: the federation's size, to tell a full round from a sampled one."""
+        self.n_parties = int(n_parties)
 
     def _rows(self, k: int) -> np.ndarray:
         parties = self.roster.take()
         if not parties:                       # no roster: every party sends, row q is party q
+            if self.n_parties is not None and k != self.n_parties:
+                raise ValueError(f"{type(self).__name__} cannot tell which of this round's {k} updates (of "
+                                 f"{self.n_parties} parties) are the attackers': pass "
+                                 f"client_transform={type(self).__name__.lower()}.roster to the same train call")
             parties = list(range(k))
         if len(parties) != k:
             raise ValueError(f"the roster noted {len(parties)} parties but the round has {k} updates: pass "

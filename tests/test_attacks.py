@@ -246,3 +246,13 @@ def test_bad_attack_options_are_refused():
         attacks.Alie([0], z="max")
     with pytest.raises(TypeError, match="inner must be an aggregator"):
         attacks.Ipm([0], inner=3)
+
+
+def test_a_sampled_round_without_the_roster_is_refused_not_forged_silently():
+    X, y, _ = fl.make_regression(200, 3, noise=0.5, seed=0)
+    parties = fl.split(X, y, 10, seed=0)
+    ipm = attacks.Ipm([0], inner=robust.Median(), epsilon=0.5)
+    with pytest.raises(ValueError, match=r"cannot tell which of this round's 5 updates \(of 10 parties\)"):
+        fl.fedavg(parties, lr=0.1, rounds=3, fraction=0.5, seed=1, aggregator=ipm)
+    run = fl.fedavg(parties, lr=0.1, rounds=3, fraction=0.5, seed=1, aggregator=ipm, client_transform=ipm.roster)
+    assert len(run.losses) == 4

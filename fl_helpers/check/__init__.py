@@ -23,7 +23,9 @@ from .drift import fedprox_local_update, fedprox_with_momentum
 from .federated import fixed_point, local_gradient, weighted_aggregate
 from .noniid import dirichlet_mixes, more_rounds
 from .privacy import noise_for_epsilon, recover_digit
+from .robust import krum_scores, trimmed_mean
 from .secagg import masked_inputs, min_modulus_bits
+from .systems import fedasync_schedule, topk_sparsify
 from .tensorflow_ex import segment_gradients, tape_gradient, traced_once
 
 __all__ = [
@@ -34,4 +36,6 @@ __all__ = [
     "more_rounds", "mse_gradient", "noise_for_epsilon", "recover_digit",
     "recover_sample_from_gradient", "round_order", "segment_gradients", "stable_learning_rate",
     "standardize", "tape_gradient", "traced_once", "weighted_aggregate",
+    "fedasync_schedule", "topk_sparsify",
+    "krum_scores", "trimmed_mean",
 ]

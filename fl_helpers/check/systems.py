@@ -80,17 +80,17 @@ def topk_sparsify(fn: Callable) -> CheckResult:
             return no_answer(name)
         except Exception as exc:  # the student's bug, reported, not raised
             return CheckResult(name, False, f"{where} raised {type(exc).__name__}: {exc}", hint)
+        dense = ("You returned a vector of length d: the point is to send only k numbers and their k "
+                 "positions, not the dense vector with zeros.")
         try:
             values, indices = got
             values, indices = np.asarray(values), np.asarray(indices)
         except (TypeError, ValueError):
+            specific = dense if isinstance(got, np.ndarray) and got.shape == (d,) else None
             return CheckResult(name, False, f"{where}: return a pair (values, indices), got {type(got).__name__}",
-                               hint)
+                               specific or hint)
         if values.shape != (k,) or indices.shape != (k,):
-            specific = None
-            if values.shape == (d,) or indices.shape == (d,):
-                specific = ("You returned a vector of length d: the point is to send only k numbers and "
-                            "their k positions, not the dense vector with zeros.")
+            specific = dense if (values.shape == (d,) or indices.shape == (d,)) else None
             return CheckResult(name, False, f"{where}: values and indices should each have shape ({k},), got "
                                             f"{values.shape} and {indices.shape}", specific or hint)
         want_idx = _top(x, k)
