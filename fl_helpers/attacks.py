@@ -57,6 +57,12 @@ def _attackers(attackers) -> frozenset[int]:
     return frozenset(out)
 
 
+def _check_in_federation(attackers: frozenset, n_parties: int) -> None:
+    if attackers and max(attackers) >= n_parties:
+        raise ValueError(f"attackers must be party indices in [0, {n_parties - 1}] of this federation of "
+                         f"{n_parties} parties, got {sorted(attackers)!r}")
+
+
 # --------------------------------------------------------------------------- client transforms
 
 
@@ -70,6 +76,10 @@ class _PartyAttack:
 
     def _args(self) -> str:
         return ""
+
+    def start(self, theta, n_parties) -> None:
+        """Called by ``train`` before round 1: every attacker must be a party of the federation."""
+        _check_in_federation(self.attackers, n_parties)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(attackers={sorted(self.attackers)}{self._args()})"
@@ -269,6 +279,7 @@ class _Colluding:
 
     def start(self, theta, n_parties) -> None:
         """Called by ``train`` before round 1: the federation's size, to tell a full round from a sampled one."""
+        _check_in_federation(self.attackers, n_parties)
         self.n_parties = int(n_parties)
 
     def _rows(self, k: int) -> np.ndarray:

@@ -79,7 +79,7 @@ from . import wire
 #: Value dtypes a codec may send.
 DTYPES = ("float32", "float64")
 
-#: The most levels :class:`QSGD` takes (a sign and a level fit in 17 bits).
+#: The most levels :class:`QSGD` takes (a sign bit and a level in 0..2^16 fit in 18 bits).
 MAX_LEVELS = 2 ** 16
 
 
@@ -462,7 +462,7 @@ class Sign(Codec):
     r"""Scaled sign compression: :math:`C(x) = \frac{\lVert x\rVert_1}{d}\,\mathrm{sgn}(x)` (Karimireddy et al. 2019).
 
     Sent: the scale (one number in ``dtype``) and one bit per coordinate
-    (1: negative; a zero goes as positive), packed: :math:`b + \lceil d/8\rceil`
+    (1: negative, ``np.signbit``: +0.0 goes as positive, -0.0 as negative), packed: :math:`b + \lceil d/8\rceil`
     bytes. Biased; with ``error_feedback=True`` it is EF-SignSGD.
     """
 

@@ -87,7 +87,10 @@ class RoundLog:
         if round != expected:
             raise ValueError(f"round must be the next round number {expected} (the log is append-only), "
                              f"got {round}")
-        who = tuple(int(i) for i in np.asarray(participants, dtype=np.int64).ravel())
+        raw = np.asarray(participants).ravel()
+        if raw.size and (not np.issubdtype(raw.dtype, np.integer) or raw.min() < 0):
+            raise ValueError(f"participants must be party indices (integers >= 0), got {participants!r}")
+        who = tuple(int(i) for i in raw)
         draft = Entry(int(round), who, array_hash(model), array_hash(aggregate), self.head, "")
         entry = Entry(**{**asdict(draft), "participants": who, "hash": draft.expected_hash()})
         self._entries.append(entry)
@@ -107,7 +110,7 @@ class RoundLog:
                 return position
             previous = entry.hash
         if head is not None and previous != head:
-            return len(self._entries)
+            return max(len(self._entries), 1)
         return None
 
     @classmethod

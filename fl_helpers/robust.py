@@ -64,9 +64,10 @@ Read from ``adap/flower``, ``src/py/flwr/server/strategy/aggregate.py``
   and ``strict=False`` gives Flower's clamp instead (Flower's unit tests use
   :math:`n = 3, f = 1`, which only the clamp allows; with ``f = 0`` they give
   the same answer under the check). Multi-Krum's ties at the cut go to the lowest
-  index (a stable sort; Flower's default ``np.argsort`` is not guaranteed
-  stable, though it is on short arrays). Distances: for small problems (:math:`n^2 d \le 2^{21}`) we take
-  direct differences, as Flower; above that one Gram-matrix product
+  index (a stable sort; Flower's default ``np.argsort`` is quicksort, not stable, so
+  its ties can go either way). Distances: for small problems (:math:`n^2 d \le 2^{21}`)
+  ``np.linalg.norm(a - b) ** 2``, as Flower computes them (a square root, then squared: bit for bit
+  Flower's values, which matters for exact ties); above that one Gram-matrix product
   :math:`\lVert a - b\rVert^2 = \lVert a\rVert^2 + \lVert b\rVert^2 - 2a\cdot b`
   of the updates centred on their coordinate-wise median (an :math:`O(n^2 d)`
   BLAS call instead of Flower's double loop), with rounding errors of about
@@ -187,9 +188,9 @@ def squared_distances(updates) -> np.ndarray:
     """
     updates, _ = _checked(updates, None)
     n, p = updates.shape
-    if n * n * p <= EXACT_DISTANCES_LIMIT:
+    if n * n * p <= EXACT_DISTANCES_LIMIT:                 # as Flower: the norm of the difference, squared
         diff = updates[:, None, :] - updates[None, :, :]
-        return (diff * diff).sum(axis=2)
+        return np.linalg.norm(diff, axis=2) ** 2
     centred = updates - np.median(updates, axis=0)
     sq = np.einsum("ij,ij->i", centred, centred)
     gram = centred @ centred.T
@@ -271,6 +272,8 @@ def krum(updates, weights, num_malicious, to_keep: int = 0, *, strict: bool = Tr
     strict : bool
         ``False``: no check of :math:`2f + 2 < n`, Flower's ``max(1, n - f - 2)`` neighbours.
     """
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
     return _krum(updates, weights, num_malicious, to_keep, strict)[0]
 
 
@@ -397,11 +400,11 @@ class Krum:
         return out
 
     def metrics(self, info) -> dict:
-        if self.kept is None or len(info.selected) == 0:
-            return {}
-        out = {"krum_party": float(np.asarray(info.selected)[self.kept[0]])}
+        """``krum_party`` (and ``krum_kept`` for Multi-Krum); NaN in a round with no update to aggregate."""
+        empty = self.kept is None or (info is not None and len(info.selected) == 0)
+        out = {"krum_party": np.nan if empty else float(np.asarray(info.selected)[self.kept[0]])}
         if self.to_keep:
-            out["krum_kept"] = float(len(self.kept))
+            out["krum_kept"] = np.nan if empty else float(len(self.kept))
         return out
 
 
@@ -427,7 +430,9 @@ class GeometricMedian:
         return z
 
     def metrics(self, info) -> dict:
-        return {} if self.iterations is None else {"geomed_iterations": float(self.iterations)}
+        """``geomed_iterations``; NaN in a round with no update to aggregate."""
+        empty = self.iterations is None or (info is not None and len(info.selected) == 0)
+        return {"geomed_iterations": np.nan if empty else float(self.iterations)}
 
 
 class NormBound:
@@ -462,7 +467,8 @@ class NormBound:
         return out if isinstance(out, Aggregate) else np.asarray(out, dtype=np.float64)
 
     def metrics(self, info) -> dict:
-        out = {} if self.clipped_share is None else {"norm_bound_clipped": self.clipped_share}
+        empty = self.clipped_share is None or (info is not None and len(info.selected) == 0)
+        out = {"norm_bound_clipped": np.nan if empty else self.clipped_share}
         if hasattr(self.inner, "metrics"):
             out.update(self.inner.metrics(info))
         return out

@@ -210,6 +210,10 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
         if not isinstance(name, str) or not callable(fn):
             raise TypeError(f"metrics must map names (str) to functions of a RoundInfo, got {name!r}: {fn!r}")
     prox_mu = valid.positive_float("prox_mu", prox_mu, allow_zero=True)
+    planned = getattr(stragglers, "local_epochs", local_epochs) if callable(stragglers) else local_epochs
+    if planned != local_epochs:                       # a plan that counts epochs of another run
+        raise ValueError(f"stragglers plan must plan local_epochs={local_epochs} like train, got a plan for "
+                         f"local_epochs={planned!r}")
     if not callable(stragglers):
         stragglers = valid.positive_float("stragglers", stragglers, allow_zero=True)
         if stragglers >= 1.0:

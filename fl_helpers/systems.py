@@ -492,7 +492,8 @@ class ClockPlan:
             raise ValueError(f"sizes must hold one sample count per party of the clock ({clock.n_parties}), "
                              f"got shape {self.sizes.shape}")
         self.local_epochs = valid.integer("local_epochs", local_epochs, minimum=1)
-        self.bytes_down, self.bytes_up = bytes_down, bytes_up
+        self.bytes_down = valid.integer("bytes_down", bytes_down, minimum=0)
+        self.bytes_up = valid.integer("bytes_up", bytes_up, minimum=0)
         self.deadline = None if deadline is None else valid.positive_float("deadline", deadline)
         if not isinstance(partial_work, bool):
             raise TypeError(f"partial_work must be True or False, got {partial_work!r}")

@@ -14,7 +14,7 @@ tag                           steps            value
 ``loss``                      0 .. R           global training loss before round 1 and after each round
 ``bytes/up``, ``bytes/down``  1 .. R           bytes sent in each round (``History.bytes_up/down``)
 ``participants``              1 .. R           parties whose work counted (``len(History.selected[t - 1])``)
-``metrics/<name>``            1 .. R           every ``History.metrics`` series
+``metrics/<name>``            1 .. R           every ``History.metrics`` series (``<name>/<j>``: entry j of a vector)
 ``party_loss`` (histogram)    0 .. R           every party's loss at the global model
 ``update_norm`` (histogram)   1 .. R           each participant's update norm (runs with ``keep_updates=True``)
 ============================  ===============  =================================================
@@ -58,6 +58,11 @@ def write_history(history: History, logdir, *, run: str = "run", histograms: boo
     if not isinstance(histograms, bool):
         raise TypeError(f"histograms must be True or False, got {histograms!r}")
     folder = _run_dir(logdir, run)
+    rounds = len(history.losses) - 1
+    for name, series in history.metrics.items():
+        if len(series) != rounds:
+            raise ValueError(f"history.metrics[{name!r}] must hold one value per round ({rounds}), "
+                             f"got {len(series)}")
     from .tf_env import import_tensorflow
 
     tf = import_tensorflow()
@@ -75,7 +80,12 @@ def write_history(history: History, logdir, *, run: str = "run", histograms: boo
             if history.selected:
                 tf.summary.scalar("participants", float(len(history.selected[t - 1])), step=t)
             for name, series in history.metrics.items():
-                tf.summary.scalar(f"metrics/{name}", float(series[t - 1]), step=t)
+                row = np.asarray(series[t - 1], dtype=np.float64)
+                if row.ndim == 0:
+                    tf.summary.scalar(f"metrics/{name}", float(row), step=t)
+                else:                                    # a per-round vector: one tag per entry
+                    for j, value in enumerate(row.ravel()):
+                        tf.summary.scalar(f"metrics/{name}/{j}", float(value), step=t)
             if histograms and history.updates is not None and len(history.updates[t - 1]):
                 norms = np.linalg.norm(np.asarray(history.updates[t - 1], dtype=np.float64), axis=1)
                 tf.summary.histogram("update_norm", norms, step=t)

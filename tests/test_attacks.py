@@ -256,3 +256,13 @@ def test_a_sampled_round_without_the_roster_is_refused_not_forged_silently():
         fl.fedavg(parties, lr=0.1, rounds=3, fraction=0.5, seed=1, aggregator=ipm)
     run = fl.fedavg(parties, lr=0.1, rounds=3, fraction=0.5, seed=1, aggregator=ipm, client_transform=ipm.roster)
     assert len(run.losses) == 4
+
+
+@pytest.mark.parametrize("make", [lambda: attacks.SignFlip([7]), lambda: attacks.Scale([4], factor=3.0)])
+def test_an_attacker_outside_the_federation_is_refused(make):
+    X, y, _ = fl.make_regression(80, 2, noise=0.5, seed=0)
+    parties = fl.split(X, y, 4, seed=0)
+    with pytest.raises(ValueError, match=r"attackers must be party indices in \[0, 3\]"):
+        fl.fedavg(parties, lr=0.1, rounds=1, seed=0, client_transform=make())
+    with pytest.raises(ValueError, match=r"attackers must be party indices in \[0, 3\]"):
+        fl.fedavg(parties, lr=0.1, rounds=1, seed=0, aggregator=attacks.Alie([9]))

@@ -489,3 +489,19 @@ def test_bad_input_names_the_parameter_the_range_and_the_value(call, error, mess
 def test_a_codec_too_large_for_the_model_fails_in_train_with_the_same_message(parties):
     with pytest.raises(ValueError, match=r"k must be an integer in \[1, d\] = \[1, 21\].*got 50"):
         fl.fedsgd(parties, lr=0.05, rounds=1, client_transform=TopK(k=50))
+
+
+def test_train_starts_a_codec_afresh_even_when_the_new_run_meets_other_parties(parties):
+    """Run 1 ends after round 1 with parties A; run 2's round 1 holds only other parties: residuals must go."""
+    def selected(seed, rounds):
+        return fl.fedavg(parties, lr=0.05, rounds=rounds, fraction=0.5, seed=seed).selected
+
+    first = selected(1, 1)[0]
+    seed = next(s for s in range(2, 200) if not set(selected(s, 1)[0]) & set(first))
+    ef = TopK(k=1, error_feedback=True)
+    fl.fedavg(parties, lr=0.05, rounds=1, fraction=0.5, seed=1, client_transform=ef)
+    assert set(ef.residuals) == set(int(i) for i in first)
+    again = fl.fedavg(parties, lr=0.05, rounds=3, fraction=0.5, seed=seed, client_transform=ef)
+    fresh = fl.fedavg(parties, lr=0.05, rounds=3, fraction=0.5, seed=seed,
+                      client_transform=TopK(k=1, error_feedback=True))
+    np.testing.assert_array_equal(again.thetas, fresh.thetas)

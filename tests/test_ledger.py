@@ -72,3 +72,12 @@ def test_the_log_is_append_only_and_checks_its_input(run):
     with pytest.raises(TypeError, match="history must be"):
         ledger.RoundLog.from_history([1, 2])
     assert isinstance(log.entries, tuple)
+
+
+def test_an_emptied_log_fails_against_the_kept_head_and_participants_are_checked(run):
+    head = ledger.RoundLog.from_history(run).head
+    assert ledger.RoundLog().verify(head=head) == 1
+    with pytest.raises(ValueError, match="participants must be party indices"):
+        ledger.RoundLog().append(1, [1.7, -3], np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="participants must be party indices"):
+        ledger.RoundLog().append(1, [-1], np.zeros(2), np.zeros(2))

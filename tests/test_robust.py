@@ -391,3 +391,17 @@ def test_importing_robust_and_attacks_loads_neither_scipy_nor_tensorflow():
             "print(sorted(m for m in ('scipy', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_adapters_metrics_keep_one_value_per_round_even_when_nobody_is_aggregated():
+    X, y, _ = fl.make_regression(160, 3, noise=0.5, seed=0)
+    parties = fl.split(X, y, 8, seed=0)
+    plan = lambda selected, t: np.zeros(len(selected), dtype=int) if t == 2 else np.ones(len(selected), dtype=int)  # noqa: E731
+    for rule, names in ((robust.Krum(1, to_keep=3), ("krum_party", "krum_kept")),
+                        (robust.GeometricMedian(), ("geomed_iterations",)),
+                        (robust.NormBound(0.1), ("norm_bound_clipped",))):
+        run = fl.train(parties, lr=0.05, rounds=4, seed=0, aggregator=rule, stragglers=plan)
+        assert [len(s) for s in run.selected] == [8, 0, 8, 8]
+        for name in names:
+            series = run.metrics[name]
+            assert len(series) == 4 and np.isnan(series[1]) and np.all(np.isfinite(series[[0, 2, 3]])), name

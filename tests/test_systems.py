@@ -496,3 +496,14 @@ def test_bad_input_names_the_parameter(trio, clock, k):
 
     with pytest.raises(exc, match=".*".join(re.escape(f) for f in fragments)):
         call()
+
+
+def test_a_clock_plan_checks_its_bytes_and_must_plan_trains_epochs(clock, trio):
+    with pytest.raises(ValueError, match="bytes_down"):
+        ClockPlan(clock, [2, 4, 3], local_epochs=1, bytes_down=-100, bytes_up=24)
+    with pytest.raises(TypeError, match="bytes_up"):
+        ClockPlan(clock, [2, 4, 3], local_epochs=1, bytes_down=16, bytes_up="abc")
+    plan = ClockPlan(clock, [2, 4, 3], local_epochs=1, bytes_down=16, bytes_up=24, deadline=4.5)
+    with pytest.raises(ValueError, match="stragglers plan must plan local_epochs=3 like train, got a plan for "
+                                         "local_epochs=1"):
+        fl.train(trio, lr=0.05, rounds=1, local_epochs=3, stragglers=plan)

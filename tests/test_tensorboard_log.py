@@ -85,3 +85,19 @@ def test_bad_input_is_named(run, tmp_path):
         tensorboard_log.write_history(run, tmp_path, run="../escape")
     with pytest.raises(ValueError, match="missing"):
         tensorboard_log.read_scalars(tmp_path, run="never")
+
+
+def test_a_vector_per_round_gets_one_tag_per_entry_and_a_short_series_is_refused(tmp_path):
+    from fl_helpers.hierarchy import hierarchical_fedavg
+
+    X, y, _ = fl.make_regression(120, 2, noise=0.5, seed=0)
+    ps = fl.split(X, y, 4, seed=0)
+    run = hierarchical_fedavg([ps[:2], ps[2:]], lr=0.05, rounds=3, edge_rounds=2, seed=0)
+    got = records(tensorboard_log.write_history(run, tmp_path, run="hier"))
+    table = np.asarray(run.metrics["edge_round_losses"])
+    for j in range(2):
+        assert [float(got[f"metrics/edge_round_losses/{j}"][t]) for t in (1, 2, 3)] == \
+            [float(np.float32(v)) for v in table[:, j]]
+    run.metrics["short"] = np.zeros(2)
+    with pytest.raises(ValueError, match=r"history.metrics\['short'\] must hold one value per round \(3\), got 2"):
+        tensorboard_log.write_history(run, tmp_path, run="bad")
