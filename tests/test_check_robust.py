@@ -126,10 +126,42 @@ def krum_with(updates, f, *, neighbours=None, include_self=False, squared=True, 
 
 
 def test_the_krum_reference_passes_and_agrees_with_the_library():
-    assert_pass(check.krum_scores(solution_krum_scores))
-    assert_pass(check.krum_scores(lambda u, f: robust.krum_scores(u, f)))
+    assert_pass(check.krum_scores(solution_krum_scores, 1))
+    assert_pass(check.krum_scores(lambda u, f: robust.krum_scores(u, f), 1))
     # the hand-worked case of the checker: 1-D points 0, 1, 3, 7, 20 and f = 1
     np.testing.assert_allclose(solution_krum_scores([[0.0], [1.0], [3.0], [7.0], [20.0]], 1), [10, 5, 13, 52, 458])
+    assert checker.KEEPS_UPDATES == (0.0, 1.0, 3.0, 7.0, 20.0) and checker.KEEPS_F == 1
+
+
+@pytest.mark.parametrize("answer", [1, 1.0, np.int64(1), np.float32(1.0)])
+def test_the_kept_update_may_be_any_kind_of_number(answer):
+    result = check.krum_scores(solution_krum_scores, answer)
+    assert_pass(result)
+    assert "Krum keeps 1" in result.message and "10, 5, 13, 52, 458" in result.message
+
+
+def test_right_scores_without_an_answer_fail_and_give_nothing_away():
+    result = check.krum_scores(solution_krum_scores)
+    assert_fail(result)
+    assert result.hint == "" and "MY_KRUM_KEEPS" in result.message
+    assert "keeps 1" not in result.message and "458" not in result.message
+
+
+@pytest.mark.parametrize("answer, words", [
+    (0, "smallest update"), (3, "median"), (7, "*lowest*"), (20, "largest"),
+    (2, "not its position"), (5, "not its position"), ("1", "number"), (True, "number"), ([1], "number"),
+    (float("nan"), "number"), (None, "MY_KRUM_KEEPS"),
+])
+def test_a_wrong_kept_update_fails_with_its_hint(answer, words):
+    result = check.krum_scores(solution_krum_scores, answer)
+    assert_fail(result)
+    assert words in result.message + result.hint
+    assert "Krum keeps 1" not in result.message + result.hint
+
+
+def test_wrong_scores_fail_whatever_the_kept_update():
+    assert_fail(check.krum_scores(lambda u, f: krum_with(u, f, squared=False), 1), "*squared*")
+    assert_fail(check.krum_scores(stub, 1))
 
 
 @pytest.mark.parametrize("wrong, words", [

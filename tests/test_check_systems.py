@@ -20,8 +20,8 @@ E = check.systems.FEDASYNC_EXERCISE
 
 def topk(x, k):
     idx = np.argsort(-np.abs(x), kind="stable")[:k]
-    d = x.size
-    dtype = np.uint8 if d <= 2**8 else np.uint16 if d <= 2**16 else np.uint32
+    p = x.size
+    dtype = np.uint8 if p <= 2**8 else np.uint16 if p <= 2**16 else np.uint32
     return x[idx].astype(np.float32), idx.astype(dtype)
 
 

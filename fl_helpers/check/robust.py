@@ -20,7 +20,12 @@ tests the library's semantics.
     ``fn(updates, f)``: Krum's score of every update, :math:`s(i) = \sum_{j \in
     N_i}\lVert\Delta_i - \Delta_j\rVert^2` over the :math:`n - f - 2` updates
     nearest to :math:`\Delta_i`, itself excluded (Blanchard et al. 2017). All
-    distances in a case are distinct, so neighbourhoods are unambiguous.
+    distances in a case are distinct, so neighbourhoods are unambiguous. Its
+    second argument ``keeps`` is the student's answer to the question of the
+    exercise, the update Krum keeps among the one-dimensional updates
+    :data:`KEEPS_UPDATES` with :math:`f = 1`; the verdict is PASS only when both
+    are right, and no message names the kept update before the student has
+    answered.
 
 A wrong answer is matched against the answers of the typical mistakes on
 *every* case (ceil instead of floor, one side only, the weights used; the
@@ -263,8 +268,61 @@ def _krum_cases():
     return cases
 
 
-def krum_scores(fn: Callable) -> CheckResult:
-    r"""Check ``fn(updates, f) -> (n,)``: Krum's scores, squared distances to the :math:`n - f - 2` nearest others."""
+KEEPS_UPDATES = (0.0, 1.0, 3.0, 7.0, 20.0)       # the exercise's question: which one does Krum keep with f = 1?
+KEEPS_F = 1
+
+_KEEPS_HINTS = {
+    0.0: "0 is the smallest update, not the one with the lowest score: with f = 1 each update's score sums its "
+         "squared distances to its n − f − 2 = 2 nearest others; for 0 those are 1 and 3.",
+    3.0: "3 is the median of the five; Krum is not the median. Each score sums the squared distances to the "
+         "n − f − 2 = 2 nearest *other* updates: compare the scores of 1 and 3.",
+    7.0: "Krum keeps the update with the *lowest* score; 7's two nearest others, 3 and 1, are 4 and 6 away.",
+    20.0: "Krum keeps the update with the *lowest* score, and 20, far from the others, has the largest: the "
+          "attacker Krum is built to ignore.",
+}
+
+
+def _keeps_value(answer) -> float | None:
+    """The student's answer as a number, or None when it is not one (a bool, a string, an array...)."""
+    if isinstance(answer, bool | np.bool_) or not isinstance(answer, int | float | np.integer | np.floating):
+        return None
+    value = float(answer)
+    return value if math.isfinite(value) else None
+
+
+def _keeps_verdict(name: str, keeps, n_cases: int) -> CheckResult:
+    """The verdict on the answer to "which update does Krum keep?", once the student's scores are right."""
+    updates = np.array(KEEPS_UPDATES)[:, None]
+    scores = _krum_reference(updates, KEEPS_F)
+    kept = KEEPS_UPDATES[int(np.argmin(scores))]
+    values = ", ".join(f"{v:g}" for v in KEEPS_UPDATES)
+    column = "], [".join(f"{v:g}" for v in KEEPS_UPDATES)
+    hint = (f"Call your function on the five updates, my_krum_scores(np.array([[{column}]]), {KEEPS_F}): Krum keeps "
+            f"the update with the lowest score. Answer with the update's value, not its position.")
+    if keeps is None:
+        return no_answer(name, f"your scores agree on all {n_cases} cases; now set MY_KRUM_KEEPS to the update Krum "
+                               f"keeps among {values} with f = {KEEPS_F}")
+    value = _keeps_value(keeps)
+    if value is None:
+        return CheckResult(name, False, f"your scores agree on all {n_cases} cases, but MY_KRUM_KEEPS should be a "
+                                        f"number (one of {values}), got {type(keeps).__name__}", hint)
+    if value not in KEEPS_UPDATES:
+        return CheckResult(name, False, f"your scores agree on all {n_cases} cases, but {keeps!r} is not one of "
+                                        f"the five updates {values}", hint)
+    if value != kept:
+        return CheckResult(name, False, f"your scores agree on all {n_cases} cases, but Krum does not keep "
+                                        f"{value:g}", _KEEPS_HINTS.get(value, hint))
+    listed = ", ".join(f"{s:g}" for s in scores)
+    return CheckResult(name, True, f"all {n_cases} cases agree, and Krum keeps {kept:g}: the scores of {values} "
+                                   f"with f = {KEEPS_F} are {listed}, the lowest is {kept:g}'s")
+
+
+def krum_scores(fn: Callable, keeps=None) -> CheckResult:
+    r"""Check ``fn(updates, f) -> (n,)``, Krum's scores, and ``keeps``, the update Krum keeps in the exercise.
+
+    The scores are squared distances to the :math:`n - f - 2` nearest others; ``keeps`` is the value (one of
+    :data:`KEEPS_UPDATES`) of the update with the lowest score for :math:`f = 1`. PASS needs both.
+    """
     name = "krum_scores"
     hint = ("For each update i: the squared distances ‖Δ_i − Δ_j‖² to every *other* update j, sorted in ascending "
             "order; the score is the sum of the first n − f − 2 of them. Krum then picks np.argmin of the scores.")
@@ -274,9 +332,7 @@ def krum_scores(fn: Callable) -> CheckResult:
         return failed
     expected = [_krum_reference(*c) for c in cases]
     if _matches(answers, expected):
-        picks = ", ".join(str(int(np.argmin(e))) for e in expected)
-        return CheckResult(name, True, f"all {len(cases)} cases agree; Krum picks updates {picks} "
-                                       f"(np.argmin of your scores)")
+        return _keeps_verdict(name, keeps, len(cases))
     specific = None
     if all(a.shape == e.shape for a, e in zip(answers, expected)):
         specific = _diagnose(answers, cases, _KRUM_MISTAKES, _krum_reference)

@@ -5,9 +5,9 @@ or ``FAIL ... Hint: ...`` and never raises because of the student's code.
 
 :func:`topk_sparsify`
     ``fn(x, k) -> (values, indices)``: the ``k`` entries of largest magnitude
-    :math:`|x_j|` of a float64 vector ``x`` of length :math:`d`, as the signed
+    :math:`|x_j|` of a float64 vector ``x`` of length :math:`p` (the parameters), as the signed
     values in float32 and their positions in the smallest unsigned integer
-    dtype that holds :math:`d - 1` (uint8 up to :math:`d = 256`, uint16 up to
+    dtype that holds :math:`p - 1` (uint8 up to :math:`p = 256`, uint16 up to
     65 536, then uint32). Any order, as long as ``values[q]`` is ``x[indices[q]]``.
     The bytes sent are ``values.nbytes + indices.nbytes``
     :math:`= k\,(4 + b_{\text{index}})`, what :class:`fl_helpers.compression.TopK`
@@ -37,21 +37,21 @@ FEDASYNC_EXERCISE = {"job_seconds": (1.0, 2.4, 3.7), "mixing": 0.6, "a": 0.5, "u
 
 # --------------------------------------------------------------------------- top-k
 
-def _index_bytes(d: int) -> int:
-    """Bytes of the smallest unsigned integer that holds ``d - 1`` (written out, not the library's)."""
+def _index_bytes(p: int) -> int:
+    """Bytes of the smallest unsigned integer that holds ``p - 1`` (written out, not the library's)."""
     for width in (1, 2, 4, 8):
-        if d - 1 < 256 ** width:
+        if p - 1 < 256 ** width:
             return width
-    raise ValueError(d)
+    raise ValueError(p)
 
 
 def _topk_cases():
     """``(x, k)``: one small vector by hand, then the index-width edges (256 / 257) and a long one."""
     rng = np.random.default_rng(1111)
     cases = [(np.array([0.5, -3.0, 0.1, 2.0, -0.2, 0.0, 1.5, -1.0, 0.3, 0.7]), 3)]
-    for d, k in ((256, 10), (257, 10), (650, 65), (70_000, 7)):
-        x = rng.normal(size=d)
-        x[-1] = -10.0 * np.abs(x).max()          # the last index is kept: d - 1 must fit the index dtype
+    for p, k in ((256, 10), (257, 10), (650, 65), (70_000, 7)):
+        x = rng.normal(size=p)
+        x[-1] = -10.0 * np.abs(x).max()          # the last index is kept: p - 1 must fit the index dtype
         x[0] = 9.0 * np.abs(x[1:-1]).max()       # a large positive entry too
         cases.append((x, k))
     return [(read_only(x, dtype=np.float64)[0], k) for x, k in cases]
@@ -66,45 +66,45 @@ def topk_sparsify(fn: Callable) -> CheckResult:
     r"""Check ``fn(x, k) -> (values, indices)``: top-k by magnitude, float32 values, smallest unsigned indices."""
     name = "topk_sparsify"
     hint = ("Keep the k entries of largest |x_j| (np.argsort(-np.abs(x))[:k]); send their signed values "
-            "x[idx] as float32 and idx as the smallest unsigned dtype that holds d − 1 (uint8 for d ≤ 256, "
-            "uint16 for d ≤ 65,536, else uint32).")
+            "x[idx] as float32 and idx as the smallest unsigned dtype that holds p − 1 (uint8 for p ≤ 256, "
+            "uint16 for p ≤ 65,536, else uint32).")
     if not callable(fn):
         return CheckResult(name, False, f"expected a function, got {type(fn).__name__}", hint)
     sent = []
     for c, (x, k) in enumerate(_topk_cases(), start=1):
-        d = x.size
-        where = f"case {c} (d = {d:,}, k = {k})"
+        p = x.size
+        where = f"case {c} (p = {p:,}, k = {k})"
         try:
             got = fn(x, k)
         except NotImplementedError:
             return no_answer(name)
         except Exception as exc:  # the student's bug, reported, not raised
             return CheckResult(name, False, f"{where} raised {type(exc).__name__}: {exc}", hint)
-        dense = ("You returned a vector of length d: the point is to send only k numbers and their k "
+        dense = ("You returned a vector of length p: the point is to send only k numbers and their k "
                  "positions, not the dense vector with zeros.")
         try:
             values, indices = got
             values, indices = np.asarray(values), np.asarray(indices)
         except (TypeError, ValueError):
-            specific = dense if isinstance(got, np.ndarray) and got.shape == (d,) else None
+            specific = dense if isinstance(got, np.ndarray) and got.shape == (p,) else None
             return CheckResult(name, False, f"{where}: return a pair (values, indices), got {type(got).__name__}",
                                specific or hint)
         if values.shape != (k,) or indices.shape != (k,):
-            specific = dense if (values.shape == (d,) or indices.shape == (d,)) else None
+            specific = dense if (values.shape == (p,) or indices.shape == (p,)) else None
             return CheckResult(name, False, f"{where}: values and indices should each have shape ({k},), got "
                                             f"{values.shape} and {indices.shape}", specific or hint)
         want_idx = _top(x, k)
-        width = _index_bytes(d)
+        width = _index_bytes(p)
         if indices.dtype.kind not in "ui":
             return CheckResult(name, False, f"{where}: indices should be integers, got dtype {indices.dtype}",
                                "Positions are whole numbers: use an unsigned integer dtype. " + hint)
         if indices.dtype.kind == "u" and indices.dtype.itemsize < width:
-            return CheckResult(name, False, f"{where}: {indices.dtype} cannot hold the index d − 1 = {d - 1:,}",
-                               f"The largest index is d − 1 = {d - 1:,}, which needs "
+            return CheckResult(name, False, f"{where}: {indices.dtype} cannot hold the index p − 1 = {p - 1:,}",
+                               f"The largest index is p − 1 = {p - 1:,}, which needs "
                                f"uint{8 * width}: an index that does not fit wraps around.")
         got_idx = indices.astype(np.int64)
-        if np.any(got_idx < 0) or np.any(got_idx >= d) or len(np.unique(got_idx)) != k:
-            return CheckResult(name, False, f"{where}: indices should be k different positions in [0, d)", hint)
+        if np.any(got_idx < 0) or np.any(got_idx >= p) or len(np.unique(got_idx)) != k:
+            return CheckResult(name, False, f"{where}: indices should be k different positions in [0, p)", hint)
         order = np.argsort(got_idx)
         got_idx, got_val = got_idx[order], values[order]
         if not np.array_equal(got_idx, want_idx):
@@ -139,15 +139,15 @@ def topk_sparsify(fn: Callable) -> CheckResult:
                 specific = (f"Values go on the wire as float32 (4 bytes each), got {values.dtype} "
                             f"({values.dtype.itemsize} bytes): .astype(np.float32).")
             elif indices.dtype.itemsize != width:
-                specific = (f"The largest index is d − 1 = {d - 1:,}, which fits uint{8 * width} "
+                specific = (f"The largest index is p − 1 = {p - 1:,}, which fits uint{8 * width} "
                             f"({width} byte{'s' if width > 1 else ''}); {indices.dtype} spends "
                             f"{indices.dtype.itemsize}.")
             return CheckResult(name, False, f"{where}: {nbytes:,} bytes sent, expected k · (4 + {width}) = "
                                             f"{want_bytes:,}", specific or hint)
-        sent.append((d, k, nbytes))
-    d, k, nbytes = sent[3]
-    return CheckResult(name, True, f"all {len(sent)} cases agree with compression.TopK; d = {d}, k = {k}: "
-                                   f"{nbytes} bytes instead of {8 * d:,} (float64)")
+        sent.append((p, k, nbytes))
+    p, k, nbytes = sent[3]
+    return CheckResult(name, True, f"all {len(sent)} cases agree with compression.TopK; p = {p}, k = {k}: "
+                                   f"{nbytes} bytes instead of {8 * p:,} (float64)")
 
 
 # --------------------------------------------------------------------------- FedAsync
