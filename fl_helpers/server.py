@@ -170,14 +170,14 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
     ``aggregator(updates, weights, *, rng) -> Aggregate | ndarray``
         Block 3 (default :func:`~fl_helpers.aggregation.weighted_sum`); an
         ``ndarray`` result is taken as the final mean update.
-
-    A ``client_transform`` or ``aggregator`` with a ``start(theta, n_parties)`` method has it
-    called before round 1: per-run state (error-feedback residuals, say) starts afresh.
     ``server_lr`` (float, or a function of the round ``t``) or ``server_optimizer``
         Block 4: see :mod:`fl_helpers.optim`.
     ``metrics``: ``{name: fn(RoundInfo) -> float}``
         Extra per-round series in ``History.metrics``; a hook object with a
         ``metrics(info) -> dict`` method adds its own series too.
+
+    A ``client_transform`` or ``aggregator`` with a ``start(theta, n_parties)`` method has it
+    called before round 1: per-run state (error-feedback residuals, say) starts afresh.
 
     ``keep_updates=True`` stores every round's per-party updates in the History.
     """
