@@ -24,6 +24,7 @@ systems      a simulated clock (device profiles, deadlines), sync_fedavg, fedasy
 hierarchy    hierarchical_fedavg: parties -> edge servers -> cloud (HierFAVG)
 ledger       RoundLog: a tamper-evident, hash-chained log of rounds
 tensorboard_log  write_history / read_scalars: a run as TensorBoard event files (TensorFlow loaded when called)
+vertical     vertical FL: psi (Diffie-Hellman private set intersection), fit_linear with Paillier (phe, lazy)
 
 Around it
 ---------
@@ -50,6 +51,7 @@ from . import (
     secagg,
     systems,
     tensorboard_log,
+    vertical,
     wire,
 )
 from .aggregation import Aggregate, aggregate, aggregation_weights, weighted_sum
@@ -69,6 +71,6 @@ __all__ = [
     "aggregation_weights", "available_datasets", "broadcast", "centralized_gd", "evaluate", "evaluation",
     "fedavg", "fedsgd", "label_histogram", "least_squares", "ledger", "load_dataset", "make_fedprox_synthetic",
     "make_regression", "models", "optim", "party_accuracies", "privacy", "randomness", "robust",
-    "sample_parties", "scaffold", "secagg", "server_update", "split", "tensorboard_log", "train", "weighted_sum",
-    "wire",
+    "sample_parties", "scaffold", "secagg", "server_update", "split", "tensorboard_log", "train", "vertical",
+    "weighted_sum", "wire",
 ]

@@ -1,0 +1,174 @@
+"""Vertical FL: PSI against Python sets, Paillier linear regression against hand-written GD.
+
+``key_bits=512`` here is for speed only: far too small for real use (the default is 2048).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fl_helpers import centralized_gd, load_dataset, vertical
+from fl_helpers.vertical import MODP_2048, MODP_2048_Q, fit_linear, hash_to_group, psi
+
+TEST_KEY_BITS = 512          # test-only: weak, but 30x faster than 2048
+
+
+def random_ids(rng, n, universe, kind):
+    ids = rng.choice(universe, size=n, replace=False)
+    return [f"user-{i}" for i in ids] if kind == "str" else [int(i) for i in ids]
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    X, y, _ = load_dataset("diabetes")
+    return (X - X.mean(axis=0)) / X.std(axis=0), y      # each party can standardise its own columns
+
+
+def gd_by_hand(X, y, *, lr, rounds):
+    """theta <- theta - lr * 2/m Xt^T (Xt theta - y), intercept first; losses (1/m) r^T r."""
+    Xt = np.hstack([np.ones((len(y), 1)), X])
+    theta, thetas, losses = np.zeros(Xt.shape[1]), [], []
+    for t in range(rounds + 1):
+        r = Xt @ theta - y
+        thetas.append(theta)
+        losses.append(r @ r / len(y))
+        if t < rounds:
+            theta = theta - lr * 2.0 / len(y) * (Xt.T @ r)
+    return np.array(thetas), np.array(losses)
+
+
+# --- PSI --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed, kind", [(0, "int"), (1, "str")])
+def test_psi_is_the_set_intersection(seed, kind):
+    rng = np.random.default_rng(seed)
+    ids_a, ids_b = random_ids(rng, 12, 30, kind), random_ids(rng, 10, 30, kind)
+    common, tr = psi(ids_a, ids_b, seed=seed)
+    assert common == sorted(set(ids_a) & set(ids_b))
+    assert tr.common_a == tr.common_b == common                   # both parties reach the same list
+    assert len(tr.a_blinded) == len(tr.a_double) == 12 and len(tr.b_blinded) == len(tr.b_double) == 10
+    assert tr.bytes_sent == 2 * (12 + 10) * 256
+
+
+def test_psi_edge_cases():
+    assert psi([], [1, 2], seed=0)[0] == []
+    assert psi([1, 2, 3], [4, 5], seed=0)[0] == []
+    assert psi(["a", "b"], ["b", "a"], seed=0)[0] == ["a", "b"]
+    assert psi(["7", b"7"], [7], seed=0)[0] == []                 # the type is part of the ID
+    assert psi([3, 1, 2], [2, 3], seed=None)[0] == [2, 3]         # secrets: same answer
+
+
+def test_psi_blinded_values_hide_the_ids():
+    ids = [f"id{i}" for i in range(5)]
+    _, tr0 = psi(ids, ids, seed=0)
+    _, tr1 = psi(ids, ids, seed=1)
+    hashes = {hash_to_group(i) for i in ids}
+    assert not hashes & set(tr0.a_blinded)                        # B does not see H(x) itself
+    assert not set(tr0.a_blinded) & set(tr0.b_blinded)            # the same IDs under keys a and b differ
+    assert not set(tr0.a_blinded) & set(tr1.a_blinded)            # and under two seeds' keys
+    assert set(tr0.a_double) == set(tr0.b_double)                 # only H(x)^{ab} coincide
+    assert psi(ids, ids, seed=0)[1].a_blinded == tr0.a_blinded    # a seed makes it reproducible
+
+
+def test_hash_lands_in_the_prime_order_subgroup():
+    for x in ["alice", 42, b"\x00"]:
+        h = hash_to_group(x)
+        assert 1 < h < MODP_2048 and pow(h, MODP_2048_Q, MODP_2048) == 1
+
+
+@pytest.mark.parametrize("ids, error, match", [
+    ([1, 2, 1], ValueError, "ids_a must not contain duplicate IDs.*got 1"),
+    ([1.5], TypeError, "ids must be str, int or bytes, got 1.5"),
+    ("abc", TypeError, "ids_a must be a sequence"),
+])
+def test_psi_bad_input(ids, error, match):
+    with pytest.raises(error, match=match):
+        psi(ids, [1], seed=0)
+
+
+# --- fit_linear -------------------------------------------------------------------------------
+
+def test_fit_linear_equals_centralized_gd_on_diabetes(diabetes):
+    X, y = diabetes
+    fit = fit_linear([X[:, :6], X[:, 6:]], y, lr=0.1, rounds=2, key_bits=TEST_KEY_BITS, seed=0)
+    thetas, losses = gd_by_hand(X, y, lr=0.1, rounds=2)
+    np.testing.assert_allclose(fit.history.thetas, thetas, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fit.history.losses, losses, rtol=1e-12)
+    ref = centralized_gd(X, y, lr=0.1, rounds=2)
+    np.testing.assert_allclose(fit.theta, ref.theta, rtol=1e-12)
+    assert fit.intercept == fit.theta[0] and [c.shape for c in fit.coefs] == [(6,), (4,)]
+    # per round: party 1 -> 0 sends [[u_1]] and [[u_1^T u_1]] (443), party 0 -> 1 [[d]] (442),
+    # 0 -> C [[d^T d]] (1), masked gradients 7 + 4 (11); each ciphertext mod n^2 is 128 bytes
+    np.testing.assert_array_equal(fit.history.metrics["ciphertexts"], [897, 897])
+    np.testing.assert_array_equal(fit.history.bytes_up, [897 * 128] * 2)
+    np.testing.assert_array_equal(fit.history.bytes_down, [11 * 64] * 2)
+
+
+@pytest.mark.parametrize("split", [[10], [3, 3, 4]])
+def test_fit_linear_one_party_and_three_parties(diabetes, split):
+    X, y = diabetes[0][:40], diabetes[1][:40]
+    blocks = np.split(X, np.cumsum(split)[:-1], axis=1)
+    fit = fit_linear(blocks, y, lr=0.05, rounds=3, key_bits=TEST_KEY_BITS, seed=1)
+    thetas, losses = gd_by_hand(X, y, lr=0.05, rounds=3)
+    np.testing.assert_allclose(fit.history.thetas, thetas, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fit.history.losses, losses, rtol=1e-12)
+
+
+def test_the_coordinator_sees_only_masked_gradients(diabetes):
+    from phe import EncodedNumber, PaillierPublicKey
+
+    X, y = diabetes[0][:30], diabetes[1][:30]
+    blocks = [X[:, :6], X[:, 6:]]
+    fit = fit_linear(blocks, y, lr=0.1, rounds=2, key_bits=TEST_KEY_BITS, seed=2)
+    key = PaillierPublicKey(fit.public_key_n)
+    Xt = np.hstack([np.ones((30, 1)), X])
+    assert len(fit.coordinator_view) == 2
+    for theta, seen in zip(fit.history.thetas, fit.coordinator_view, strict=False):
+        d = Xt @ theta - y
+        assert seen["sum_sq"] == pytest.approx(d @ d, rel=1e-12)      # the loss is revealed (Yang et al.)
+        true = np.concatenate([Xt[:, :7].T @ d, Xt[:, 7:].T @ d])     # party 0: [1^T d, X_0^T d]; party 1
+        for z, g in zip(seen["masked"][0] + seen["masked"][1], true, strict=True):
+            unmasked = EncodedNumber.encode(key, float(g), max_exponent=2 * vertical.EXPONENT)
+            assert unmasked.decode() == pytest.approx(g)              # control: this is what it must not see
+            assert z != unmasked.encoding
+            try:
+                read = EncodedNumber(key, z, 2 * vertical.EXPONENT).decode()
+            except OverflowError:
+                continue                                              # not even a valid encoding
+            assert abs(read - g) > 1e6 * (abs(g) + 1)
+
+
+def test_fit_linear_is_reproducible_and_masks_depend_on_the_seed(diabetes):
+    X, y = diabetes[0][:20], diabetes[1][:20]
+    a = fit_linear([X[:, :5], X[:, 5:]], y, lr=0.1, rounds=1, key_bits=TEST_KEY_BITS, seed=3)
+    b = fit_linear([X[:, :5], X[:, 5:]], y, lr=0.1, rounds=1, key_bits=TEST_KEY_BITS, seed=4)
+    np.testing.assert_array_equal(a.theta, b.theta)                   # exact: the masks cancel
+    assert a.coordinator_view[0]["masked"][0] != b.coordinator_view[0]["masked"][0]
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"blocks": [np.zeros((5, 2)), np.zeros((4, 2))]}, ValueError,
+     "blocks must have the same number of rows.*5 rows in blocks\\[0\\] and 4 in blocks\\[1\\]"),
+    ({"y": np.zeros(4)}, ValueError, "blocks\\[0\\] and y must have the same number of samples.*5.*4"),
+    ({"blocks": []}, TypeError, "blocks must be a non-empty list"),
+    ({"blocks": [np.zeros(5)]}, ValueError, "blocks\\[0\\] must be a 2-D array"),
+    ({"key_bits": 256}, ValueError, "key_bits must be an integer in \\[512, inf\\], got 256"),
+    ({"lr": 0.0}, ValueError, "lr must be a positive finite number, got 0.0"),
+    ({"lr": -0.1}, ValueError, "lr must be a positive finite number, got -0.1"),
+    ({"rounds": 0}, ValueError, "rounds must be an integer in \\[1, inf\\], got 0"),
+    ({"seed": -1}, ValueError, "seed must be an integer in \\[0, inf\\], got -1"),
+])
+def test_fit_linear_bad_input(kwargs, error, match):
+    args = {"blocks": [np.zeros((5, 2)), np.ones((5, 1))], "y": np.zeros(5), "lr": 0.1, "rounds": 1,
+            "key_bits": TEST_KEY_BITS, "seed": 0} | kwargs
+    with pytest.raises(error, match=match):
+        fit_linear(args.pop("blocks"), args.pop("y"), **args)
+
+
+def test_importing_vertical_does_not_load_phe():
+    code = "import sys, fl_helpers, fl_helpers.vertical; assert 'phe' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
