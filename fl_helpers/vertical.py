@@ -241,7 +241,7 @@ def _party_random(seed: int | None, party: int, purpose: str):
 
 @dataclass
 class VerticalFit:
-    """The result of :func:`fit_linear`.
+    """The result of :func:`fit_linear` and :func:`fit_logistic`.
 
     Attributes
     ----------
@@ -306,6 +306,16 @@ def fit_linear(blocks, y, *, lr: float, rounds: int, key_bits: int = 2048, seed:
     per round with 512-bit keys, 9 s with 1024, 50 s with 2048.
     """
     blocks, y = _check_blocks(blocks, y)
+    return _fit(blocks, y, lr=lr, rounds=rounds, key_bits=key_bits, seed=seed,
+                gradient=lambda S, m: 2.0 * S / m,                 # the course's MSE gradient: 2/m X^T d
+                loss=lambda sum_sq, m: sum_sq / m)
+
+
+def _fit(blocks, y, *, lr, rounds, key_bits, seed, gradient, loss) -> VerticalFit:
+    """:func:`fit_linear`'s protocol for the residual ``d = Xt theta - y``: steps by ``gradient(X^T d, m)``.
+
+    ``loss(d^T d, m)`` is what ``history.losses`` records.
+    """
     lr = valid.positive_float("lr", lr)
     rounds = valid.integer("rounds", rounds, minimum=1)
     key_bits = valid.integer("key_bits", key_bits, minimum=MIN_KEY_BITS)
@@ -324,13 +334,13 @@ def fit_linear(blocks, y, *, lr: float, rounds: int, key_bits: int = 2048, seed:
         enc_d, enc_sum_sq, n_ct = _encrypted_residual(public_key, blocks, y, coefs, intercept)
         sum_sq = private_key.decrypt(enc_sum_sq)                   # 4. the coordinator reads d^T d
         theta = np.concatenate([[intercept], *coefs])
-        if not rec.record(t, theta, [sum_sq / m], bytes_up=last.get("up", 0), bytes_down=last.get("down", 0),
+        if not rec.record(t, theta, [loss(sum_sq, m)], bytes_up=last.get("up", 0), bytes_down=last.get("down", 0),
                           metrics={"ciphertexts": last.get("ct", 0)}) or not gradients:
             break
         masked, grads, n_grad = {}, [], 0
         for k, X in enumerate(blocks):                             # 3.-5., party by party
             S, masked[k] = _masked_gradient_sum(public_key, private_key, X, enc_d, k == 0, mask_rngs[k])
-            grads.append(2.0 * S / m)                              # the course's MSE gradient: 2/m X^T d
+            grads.append(gradient(S, m))
             n_grad += len(S)
         view.append({"sum_sq": sum_sq, "masked": masked})
         intercept = intercept - lr * grads[0][0]
@@ -341,6 +351,62 @@ def fit_linear(blocks, y, *, lr: float, rounds: int, key_bits: int = 2048, seed:
     splits = np.cumsum([X.shape[1] for X in blocks])[:-1]
     return VerticalFit(coefs=list(np.split(thetas[1:], splits)), intercept=float(thetas[0]), history=history,
                        coordinator_view=view, public_key_n=public_key.n)
+
+
+def fit_logistic(blocks, y, *, lr: float, rounds: int, key_bits: int = 2048,
+                 seed: int | None = None) -> VerticalFit:
+    r"""Vertical logistic regression with the Taylor-approximated loss (Hardy et al. 2017), under Paillier.
+
+    Hardy, Henecka, Ivey-Law, Nock, Patrini, Smith, Thorne (2017), "Private federated
+    learning on vertically partitioned data via entity resolution and additively homomorphic
+    encryption", arXiv:1711.10677. The sigmoid cannot be evaluated on ciphertexts, so the
+    course's logistic loss (:data:`fl_helpers.models.logistic`, labels 0/1, mean
+    cross-entropy :math:`\log(1 + e^{u}) - y u` with :math:`u = b + \sum_k X_k\theta_k`) is
+    written with :math:`z = (2y - 1)\,u` as :math:`\log(1 + e^{-z})` and replaced by its
+    second-order Taylor expansion at 0:
+
+    .. math::
+        \log(1 + e^{-z}) \approx \log 2 - \tfrac z2 + \tfrac{z^2}8, \qquad
+        \nabla_{\theta_k} \tilde L = \tfrac1m X_k^\top d, \quad
+        d = \tfrac u4 - \tfrac{2y - 1}2
+
+    (the sigmoid :math:`\sigma(u) \approx \tfrac12 + \tfrac u4`; :math:`z^2 = u^2` as
+    :math:`(2y - 1)^2 = 1`). The error of the expansion is :math:`O(z^4)`: small while the
+    scores stay near 0, growing as the model grows confident. On the diabetes test
+    (y > median, 4 standardised features, 100 rows, lr 0.5, 5 rounds) the parameters differ from
+    exact logistic GD's by 4.1e-3 in max-abs (0.9 % of their norm); see
+    ``tests/test_vertical.py``.
+
+    The round is :func:`fit_linear`'s, with the residual scaled by 4 so that party 0 forms it
+    from :math:`[\![s]\!]` by an addition only (every ciphertext keeps the exponent
+    ``EXPONENT``; multiplying by 1/4 would not): :math:`[\![4d]\!] = [\![s]\!] + v_0`,
+    :math:`v_0 = X_0\theta_0 + b - 2(2y - 1)`; party k steps with
+    :math:`\tfrac1{4m} X_k^\top (4d)`. So this is exactly :func:`fit_linear` on the target
+    :math:`2(2y - 1)` with the gradient scaled by 1/8.
+
+    Parameters
+    ----------
+    blocks, lr, rounds, key_bits, seed
+        As :func:`fit_linear`.
+    y : array-like, shape (m,)
+        Party 0's labels, 0 or 1.
+
+    Returns
+    -------
+    VerticalFit
+        ``.theta`` equals plaintext gradient descent on the Taylor loss :math:`\tilde L` (zeros
+        to start, intercept first) to about 1e-15 relative. ``history.losses`` are
+        :math:`\tilde L` (the coordinator can compute it from :math:`(4d)^\top(4d)`:
+        :math:`\tilde L = \log 2 - \tfrac12 + \tfrac1{8m}(4d)^\top(4d)`), not the exact
+        cross-entropy; ``coordinator_view[t]["sum_sq"]`` is :math:`(4d)^\top(4d)`.
+    """
+    blocks, y = _check_blocks(blocks, y)
+    if not np.isin(y, (0.0, 1.0)).all():
+        bad = y[~np.isin(y, (0.0, 1.0))][0]
+        raise ValueError(f"y must hold binary labels 0 or 1 (logistic regression), got {float(bad):g}")
+    return _fit(blocks, 2.0 * (2.0 * y - 1.0), lr=lr, rounds=rounds, key_bits=key_bits, seed=seed,
+                gradient=lambda S, m: 0.25 * S / m,                # 1/m X^T d = 1/(4m) X^T (4d)
+                loss=lambda sum_sq, m: float(np.log(2.0)) - 0.5 + sum_sq / (8.0 * m))
 
 
 def _encrypted_residual(public_key, blocks, y, coefs, intercept):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fl_helpers import centralized_gd, load_dataset, vertical
-from fl_helpers.vertical import MODP_2048, MODP_2048_Q, fit_linear, hash_to_group, psi
+from fl_helpers.vertical import MODP_2048, MODP_2048_Q, fit_linear, fit_logistic, hash_to_group, psi
 
 TEST_KEY_BITS = 512          # test-only: weak, but 30x faster than 2048
 
@@ -172,3 +172,61 @@ def test_fit_linear_bad_input(kwargs, error, match):
 def test_importing_vertical_does_not_load_phe():
     code = "import sys, fl_helpers, fl_helpers.vertical; assert 'phe' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- fit_logistic -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def diabetes_binary(diabetes):
+    X, y = diabetes
+    return X[:100, :4], (y[:100] > np.median(y)).astype(np.float64)   # 100 rows, 4 features, labels 0/1
+
+
+def logistic_gd_by_hand(X, y, *, lr, rounds, taylor):
+    """Mean cross-entropy GD, intercept first; taylor: sigma(u) ~ 1/2 + u/4, loss log 2 - z/2 + z^2/8, z = (2y-1)u."""
+    Xt = np.hstack([np.ones((len(y), 1)), X])
+    theta, thetas, losses = np.zeros(Xt.shape[1]), [], []
+    for t in range(rounds + 1):
+        u, z = Xt @ theta, (2 * y - 1) * (Xt @ theta)
+        thetas.append(theta)
+        losses.append(np.mean(np.log(2) - z / 2 + z**2 / 8) if taylor else np.mean(np.logaddexp(0, u) - y * u))
+        d = u / 4 - (2 * y - 1) / 2 if taylor else 1 / (1 + np.exp(-u)) - y
+        if t < rounds:
+            theta = theta - lr * (Xt.T @ d) / len(y)
+    return np.array(thetas), np.array(losses)
+
+
+@pytest.fixture(scope="module")
+def logistic_fit(diabetes_binary):
+    X, y = diabetes_binary
+    return fit_logistic([X[:, :2], X[:, 2:]], y, lr=0.5, rounds=5, key_bits=TEST_KEY_BITS, seed=0)
+
+
+def test_fit_logistic_equals_taylor_gd(diabetes_binary, logistic_fit):
+    X, y = diabetes_binary
+    thetas, losses = logistic_gd_by_hand(X, y, lr=0.5, rounds=5, taylor=True)
+    np.testing.assert_allclose(logistic_fit.history.thetas, thetas, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(logistic_fit.history.losses, losses, rtol=1e-12)
+    assert logistic_fit.history.losses[0] == pytest.approx(np.log(2))
+    assert [c.shape for c in logistic_fit.coefs] == [(2,), (2,)]
+    assert logistic_fit.intercept == logistic_fit.theta[0]
+
+
+def test_fit_logistic_taylor_error_against_exact_logistic_gd(diabetes_binary, logistic_fit):
+    X, y = diabetes_binary
+    exact, exact_losses = logistic_gd_by_hand(X, y, lr=0.5, rounds=5, taylor=False)
+    gap = np.abs(logistic_fit.theta - exact[-1]).max()
+    print(f"max |theta_taylor - theta_exact| = {gap:.3e}, relative {gap / np.linalg.norm(exact[-1]):.3e}")
+    assert 1e-4 < gap < 1e-2 and gap < 0.03 * np.linalg.norm(exact[-1])   # small, but not zero
+    assert np.sign(logistic_fit.theta).tolist() == np.sign(exact[-1]).tolist()
+    assert exact_losses[-1] < exact_losses[0]                              # the approximation still learns
+
+
+@pytest.mark.parametrize("y, match", [
+    (np.array([0, 1, 2, 0, 1]), "y must hold binary labels 0 or 1.*got 2"),
+    (np.array([0, 1, -1, 0, 1]), "y must hold binary labels 0 or 1.*got -1"),
+    (np.array([0, 1, 0.5, 0, 1]), "y must hold binary labels 0 or 1.*got 0.5"),
+])
+def test_fit_logistic_bad_labels(y, match):
+    with pytest.raises(ValueError, match=match):
+        fit_logistic([np.zeros((5, 2))], y, lr=0.1, rounds=1, key_bits=TEST_KEY_BITS, seed=0)
