@@ -68,6 +68,7 @@ bench: env
 	$(BIN)/python benchmarks/bench_privacy.py
 	$(BIN)/python benchmarks/bench_robust.py
 	$(BIN)/python benchmarks/bench_compression.py
+	$(BIN)/python benchmarks/bench_paillier.py
 
 gpu-check:
 	VENV=$(VENV) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh

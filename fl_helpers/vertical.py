@@ -300,8 +300,10 @@ def fit_linear(blocks, y, *, lr: float, rounds: int, key_bits: int = 2048, seed:
         ``.theta`` equals ``centralized_gd(np.hstack(blocks), y, lr=lr, rounds=rounds).theta``
         to about 1e-15 relative (see the module docstring).
 
-    Cost per round: about ``m * (d + 2)`` ciphertext-times-plaintext products and ``m``
-    encryptions (plus ``m`` per extra party in the chain), in pure Python unless ``gmpy2`` is
+    Cost per round (two parties): ``m (d + 4) + d + 2`` ciphertext-times-plaintext products
+    (``m (d + 1)`` for the gradients, ``m`` for party 0's cross term, ``2m`` for the negated
+    residuals; counted by ``benchmarks/bench_paillier.py``) and ``m + 1`` encryptions (plus
+    ``m`` per extra party in the chain), in pure Python unless ``gmpy2`` is
     installed (``phe`` then uses it). Diabetes (442 x 10, 2 parties), one core: about 2.5 s
     per round with 512-bit keys, 9 s with 1024, 50 s with 2048.
     """
