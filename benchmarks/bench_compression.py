@@ -55,20 +55,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pinning import pin_blas_environment, threads_option
+from pinning import pin_from_argv
 
 DEFAULT_THREADS = 1
 
-
-def _threads_to_pin(argv) -> int | None:
-    threads = threads_option(argv)
-    threads = DEFAULT_THREADS if threads is None else threads
-    return threads if threads > 0 else None
-
-
 #: The --threads value whose variables were set before numpy was imported (when run as a script).
-PINNED_BEFORE_NUMPY = _threads_to_pin(sys.argv[1:]) if __name__ == "__main__" else None
-pin_blas_environment(PINNED_BEFORE_NUMPY)                                        # before numpy, below
+PINNED_BEFORE_NUMPY = pin_from_argv(default=DEFAULT_THREADS) if __name__ == "__main__" else None  # before numpy
 
 import statistics  # noqa: E402
 import time  # noqa: E402

@@ -165,10 +165,12 @@ def set_blas_threads(threads: int) -> str:
     return f"{name}() (ctypes)"
 
 
-def blas_line(threads: int | None) -> str:
+def blas_line(threads: int | None, pinned_before_numpy: int | None = None) -> str:
+    """BLAS's thread count read back from the library, and how it was pinned (``PINNED_BEFORE_NUMPY`` by default)."""
+    pinned_before_numpy = PINNED_BEFORE_NUMPY if pinned_before_numpy is None else pinned_before_numpy
     if threads is None:
         pinned = "not pinned (the library's default; pin with --threads 1)"
-    elif threads == PINNED_BEFORE_NUMPY:
+    elif threads == pinned_before_numpy:
         pinned = (f"pinned with --threads {threads}: {'='.join(THREAD_VARIABLES)}={threads} "
                   "set before numpy was imported")
     else:                                        # main() called from Python: numpy was imported already

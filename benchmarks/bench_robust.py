@@ -47,20 +47,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pinning import THREAD_VARIABLES, pin_blas_environment, threads_option
+from pinning import pin_from_argv
 
 DEFAULT_THREADS = 1
 
-
-def _threads_to_pin(argv) -> int | None:
-    threads = threads_option(argv)
-    threads = DEFAULT_THREADS if threads is None else threads
-    return threads if threads > 0 else None
-
-
 #: The --threads value whose variables were set before numpy was imported (when run as a script).
-PINNED_BEFORE_NUMPY = _threads_to_pin(sys.argv[1:]) if __name__ == "__main__" else None
-pin_blas_environment(PINNED_BEFORE_NUMPY)                                        # before numpy, below
+PINNED_BEFORE_NUMPY = pin_from_argv(default=DEFAULT_THREADS) if __name__ == "__main__" else None  # before numpy
 
 import gc  # noqa: E402
 import math  # noqa: E402
@@ -74,7 +66,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_engines import blas_threads, cpu_model, set_blas_threads  # noqa: E402  (the same machine header)
+from bench_engines import blas_line, cpu_model  # noqa: E402  (the same machine header)
 
 import fl_helpers as fl  # noqa: E402
 from fl_helpers import robust  # noqa: E402
@@ -94,18 +86,8 @@ def load_average() -> str:
 
 
 def machine_lines(threads: int | None, pinned_before_numpy: int | None, extra: str = "") -> list[str]:
-    """The header: CPU, load, versions, and BLAS's thread count read back from the library."""
-    if threads is None:
-        pinned = "not pinned (the library's default)"
-    elif threads == pinned_before_numpy:
-        pinned = (f"pinned with --threads {threads}: {'='.join(THREAD_VARIABLES)}={threads} "
-                  "set before numpy was imported")
-    else:                                      # main() called from Python: numpy was imported already
-        pinned = f"pinned with --threads {threads} at run time by {set_blas_threads(threads)}"
-    count, how = blas_threads()
-    blas = f"- BLAS: {count if count is not None else '?'} thread(s) ({how}); {pinned}"
-    if threads is not None and count is not None and count != threads:
-        blas += f". WARNING: asked for {threads}, the library runs {count}"
+    """The header: CPU, load, versions, and BLAS's thread count read back from the library (bench_engines')."""
+    blas = blas_line(threads, pinned_before_numpy)
     return [f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, {load_average()} (at the start); "
             f"Python {platform.python_version()}, numpy {np.__version__}{extra}; one process", blas]
 

@@ -30,8 +30,13 @@ def pin_blas_environment(threads: int | None) -> None:
             os.environ[variable] = str(threads)
 
 
-def pin_from_argv(argv=None) -> int | None:
-    """Read ``--threads`` from the command line and pin BLAS to it; returns the value (None: not pinned)."""
+def pin_from_argv(argv=None, *, default: int | None = None) -> int | None:
+    """Read ``--threads`` from the command line and pin BLAS to it; returns the value (None: not pinned).
+
+    Without ``--threads`` the ``default`` applies (None: leave BLAS alone); ``--threads 0`` leaves it alone too.
+    """
     threads = threads_option(sys.argv[1:] if argv is None else argv)
+    threads = default if threads is None else threads
+    threads = threads if threads is None or threads > 0 else None
     pin_blas_environment(threads)
     return threads
