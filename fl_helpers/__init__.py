@@ -14,7 +14,7 @@ aggregation  aggregation_weights, aggregate, weighted_sum, Aggregate (composable
 optim        server optimizers: sgd (FedAvgM), adam, yogi, adagrad (Reddi et al. 2021)
 randomness   the randomness contract: streams keyed by (seed, round[, party])
 wire         bytes of what is sent, measured
-evaluation   accuracy, evaluate, party_accuracies: held-out and per-party numbers
+evaluation   accuracy, evaluate, party_accuracies; roc_auc, brier_score, calibration_table (binary risk scores)
 privacy      leak_sample (a gradient is the sample), epsilon / noise_multiplier (dp-accounting), dp_fedavg
 secagg       secure aggregation (Bonawitz et al. 2017) with dropouts; SecureAggregator for train
 robust       median, trimmed_mean, krum, geometric_median, norm_bound (Flower's semantics) and train adapters
@@ -25,6 +25,7 @@ hierarchy    hierarchical_fedavg: parties -> edge servers -> cloud (HierFAVG)
 ledger       RoundLog: a tamper-evident, hash-chained log of rounds
 tensorboard_log  write_history / read_scalars: a run as TensorBoard event files (TensorFlow loaded when called)
 vertical     vertical FL: psi (Diffie-Hellman private set intersection), fit_linear with Paillier (phe, lazy)
+cases        case studies' comparison: each party alone vs federated vs pooled (vs personalised)
 
 Around it
 ---------
@@ -39,6 +40,7 @@ tf_env       quiet, lazy TensorFlow / Keras imports
 
 from . import (
     attacks,
+    cases,
     compression,
     evaluation,
     hierarchy,
@@ -67,7 +69,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "Aggregate", "ClientUpdate", "History", "Party", "RoundInfo", "Scaffold", "accuracy", "aggregate", "attacks",
-    "compression", "hierarchy", "systems",
+    "cases", "compression", "hierarchy", "systems",
     "aggregation_weights", "available_datasets", "broadcast", "centralized_gd", "evaluate", "evaluation",
     "fedavg", "fedsgd", "label_histogram", "least_squares", "ledger", "load_dataset", "make_fedprox_synthetic",
     "make_regression", "models", "optim", "party_accuracies", "privacy", "randomness", "robust",

@@ -405,9 +405,10 @@ def available_datasets() -> list[str]:
     return sorted(p.stem for p in data_dir().glob("*.csv"))
 
 
-#: Bundled classification datasets: name -> the scale that maps the raw features to [0, 1].
-#: Their last column holds integer labels, returned as int64; they also have a train/test split.
-CLASSIFICATION = {"digits": 16.0}
+#: Bundled classification datasets: name -> the number the raw features are divided by (digits:
+#: 16, to [0, 1]; default: 1, raw dollars). Their last column holds integer labels, returned as
+#: int64; they also have a train/test split.
+CLASSIFICATION = {"digits": 16.0, "default": 1.0}
 #: The fixed split of the classification datasets: within each class, in row order, every
 #: TEST_EVERY-th sample (positions TEST_EVERY - 1, 2 TEST_EVERY - 1, ...) is a test sample.
 TEST_EVERY = 4
@@ -424,6 +425,10 @@ def load_dataset(name: str, *, subset: str = "all"):
     ``"digits"``: classification, 1,797 8x8 images of handwritten digits;
     features are the pixel values 0..16 divided by 16 (so in [0, 1]), labels
     0..9 (int64).
+    ``"default"``: classification, 10,000 credit-card customers of ISLP's
+    ``Default`` data (simulated by the book's authors): ``student`` (0/1),
+    ``balance`` and ``income`` (dollars, unscaled); label 1 if the customer
+    defaulted (333 of them, 3.3 %).
 
     Parameters
     ----------

@@ -874,3 +874,43 @@ def test_fedprox_alpha_shifts_w_and_b_but_not_the_labels():
         np.testing.assert_array_equal(u["X"], v["X"])
         assert np.mean(u["y"] == v["y"]) > 0.999                            # up to rounding in near-ties
     assert np.std(shifts) > 1.0                                             # u_k ~ N(0, 3^2) differs by party
+
+
+# --- default (ISLP) ----------------------------------------------------------------------------
+
+# SHA-256 of data/default.csv, written from ISLP 0.6.0's Default.csv (Yes/No as 1/0, label last)
+DEFAULT_SHA256 = "c88de110ea9aa04a35937c667651bf8728a36cd53554780c599de77f9c94cb5a"
+
+
+def test_default_file_is_the_documented_copy():
+    digest = hashlib.sha256((fl.data.data_dir() / "default.csv").read_bytes()).hexdigest()
+    assert digest == DEFAULT_SHA256
+
+
+def test_load_default_counts_match_the_data_card():
+    X, y, names = fl.load_dataset("default")
+    assert names == ["student", "balance", "income"]
+    assert X.shape == (10_000, 3) and y.dtype == np.int64
+    assert int(y.sum()) == 333 and int(X[:, 0].sum()) == 2944
+    Xtr, ytr, _ = fl.load_dataset("default", subset="train")
+    Xte, yte, _ = fl.load_dataset("default", subset="test")
+    assert (len(ytr), int(ytr.sum()), len(yte), int(yte.sum())) == (7501, 250, 2499, 83)
+
+
+def _newton_logistic(A, y, steps=30):
+    """Maximum-likelihood logistic regression by Newton's method, written out (the test's own reference)."""
+    b = np.zeros(A.shape[1])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-A @ b))
+        b += np.linalg.solve((A * (p * (1 - p))[:, None]).T @ A, A.T @ (y - p))
+    return b
+
+
+def test_default_reproduces_the_books_logistic_regressions():
+    """ISLR 2nd ed., Tables 4.1 and 4.3 (published coefficients, rounded as printed)."""
+    X, y, _ = fl.load_dataset("default")
+    one = np.ones(len(y))
+    b = _newton_logistic(np.c_[one, X[:, 1]], y)
+    assert np.all(np.abs(b - [-10.6513, 0.0055]) <= [5e-5, 5e-5]), b
+    b = _newton_logistic(np.c_[one, X[:, 1], X[:, 2] / 1000, X[:, 0]], y)
+    assert np.all(np.abs(b - [-10.869, 0.00574, 0.003, -0.6468]) <= [5e-4, 5e-6, 5e-4, 5e-5]), b
