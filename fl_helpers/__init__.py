@@ -24,8 +24,13 @@ systems      a simulated clock (device profiles, deadlines), sync_fedavg, fedasy
 hierarchy    hierarchical_fedavg: parties -> edge servers -> cloud (HierFAVG)
 ledger       RoundLog: a tamper-evident, hash-chained log of rounds
 tensorboard_log  write_history / read_scalars: a run as TensorBoard event files (TensorFlow loaded when called)
-vertical     vertical FL: psi (Diffie-Hellman private set intersection), fit_linear with Paillier (phe, lazy)
+vertical     vertical FL: psi (Diffie-Hellman PSI), align (rows of the common IDs), fit_linear / fit_logistic
+             with Paillier (phe, lazy)
 cases        case studies' comparison: each party alone vs federated vs pooled (vs personalised)
+credit       credit-scoring case study: banks (a documented non-IID bank rule), federated_moments, oversample
+hospitals    the diabetes patients over six hospitals of different sizes and case mixes; fine-tuning curves
+sensors      low-cost PM2.5 sensors beside reference monitors (Barkjohn et al. 2021 as ground truth)
+recommend    federated matrix factorisation (Ammad-ud-din et al. 2019): the item-gradient leak, its defences
 
 Around it
 ---------
@@ -42,15 +47,19 @@ from . import (
     attacks,
     cases,
     compression,
+    credit,
     evaluation,
     hierarchy,
+    hospitals,
     ledger,
     models,
     optim,
     privacy,
     randomness,
+    recommend,
     robust,
     secagg,
+    sensors,
     systems,
     tensorboard_log,
     vertical,
@@ -69,7 +78,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "Aggregate", "ClientUpdate", "History", "Party", "RoundInfo", "Scaffold", "accuracy", "aggregate", "attacks",
-    "cases", "compression", "hierarchy", "systems",
+    "cases", "compression", "credit", "hospitals", "recommend", "sensors", "hierarchy", "systems",
     "aggregation_weights", "available_datasets", "broadcast", "centralized_gd", "evaluate", "evaluation",
     "fedavg", "fedsgd", "label_histogram", "least_squares", "ledger", "load_dataset", "make_fedprox_synthetic",
     "make_regression", "models", "optim", "party_accuracies", "privacy", "randomness", "robust",

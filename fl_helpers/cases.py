@@ -16,8 +16,8 @@ budget (``rounds`` x ``local_epochs`` epochs):
     the federated model fine-tuned by each party on its own data for a few epochs.
 
 :func:`compare` trains them, :func:`score` evaluates each party's model on that party's
-test data (and on a common test set if given), and :func:`summarise` averages repeated runs
-over seeds into mean and standard deviation.
+test data (pass the same ``(X, y)`` N times for a common test set), and :func:`summarise`
+averages repeated runs over seeds into mean and standard deviation.
 """
 
 from __future__ import annotations
@@ -89,15 +89,15 @@ def personalise(parties: Sequence[Party], theta, *, lr, epochs: int, batch_size=
 
 
 def compare(parties: Sequence[Party], *, lr, rounds: int, local_epochs: int = 1, batch_size=None,
-            seed: int | None = None, theta0=None, fine_tune_epochs: int = 0, fine_tune_lr=None,
-            **federated) -> Comparison:
+            seed: int | None = None, theta0=None, engine: str = "loop", fine_tune_epochs: int = 0,
+            fine_tune_lr=None, **federated) -> Comparison:
     """Train the local, federated, pooled (and personalised) models of a case study.
 
     Parameters
     ----------
     parties : list of Party
-    lr, rounds, local_epochs, batch_size, seed, theta0
-        The schedule, the same for all three: the federated run is
+    lr, rounds, local_epochs, batch_size, seed, theta0, engine
+        The schedule and the engine, the same for all three: the federated run is
         ``train(parties, lr=lr, rounds=rounds, local_epochs=local_epochs, ...)``; a party alone and
         the pooled data run the same ``train`` with themselves as the only party (so
         ``rounds * local_epochs`` epochs each).
@@ -115,7 +115,7 @@ def compare(parties: Sequence[Party], *, lr, rounds: int, local_epochs: int = 1,
     parties = check_parties(parties)
     fine_tune_epochs = valid.integer("fine_tune_epochs", fine_tune_epochs, minimum=0)
     schedule = dict(lr=lr, rounds=rounds, local_epochs=local_epochs, batch_size=batch_size, seed=seed,
-                    theta0=theta0)
+                    theta0=theta0, engine=engine)
     history = train(parties, **schedule, **federated)
     if history.diverged:
         raise ValueError(f"the federated run {history.message}; lower lr (got {lr!r})")

@@ -93,3 +93,11 @@ def test_bad_input(banks):
     wild = [fl.Party(rng.normal(0, 100, size=(10, 2)), rng.normal(size=10)) for _ in range(2)]
     with pytest.raises(ValueError, match="diverged"):
         cases.compare(wild, lr=10.0, rounds=20)
+
+
+def test_the_engine_reaches_all_three_runs(banks):
+    loop = cases.compare(banks, lr=0.5, rounds=3, local_epochs=2)
+    vec = cases.compare(banks, lr=0.5, rounds=3, local_epochs=2, engine="vectorized")
+    assert vec.history.engine == "vectorized"
+    for a, b in zip(loop.local + [loop.pooled, loop.federated], vec.local + [vec.pooled, vec.federated], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)

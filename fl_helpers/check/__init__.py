@@ -18,15 +18,20 @@ from .centralized import (
     stable_learning_rate,
     standardize,
 )
+from .credit import lending_decision, undo_oversampling
 from .dashboard import bytes_per_round, largest_stable_lr
 from .drift import fedprox_local_update, fedprox_with_momentum
 from .federated import fixed_point, local_gradient, weighted_aggregate
+from .hospitals import fine_tune, pooled_moments
+from .iot import device_calibration, offset_and_gain
 from .noniid import dirichlet_mixes, more_rounds
 from .privacy import noise_for_epsilon, recover_digit
+from .recommend import fake_item_precision, item_gradient, user_step
 from .robust import krum_scores, trimmed_mean
 from .secagg import masked_inputs, min_modulus_bits
 from .systems import fedasync_schedule, topk_sparsify
 from .tensorflow_ex import segment_gradients, tape_gradient, traced_once
+from .vertical import encrypted_dot, psi_double_blind, round_cost
 
 __all__ = [
     "CheckResult",
@@ -38,4 +43,9 @@ __all__ = [
     "standardize", "tape_gradient", "traced_once", "weighted_aggregate",
     "fedasync_schedule", "topk_sparsify",
     "krum_scores", "trimmed_mean",
+    "fine_tune", "pooled_moments",
+    "lending_decision", "undo_oversampling",
+    "fake_item_precision", "item_gradient", "user_step",
+    "device_calibration", "offset_and_gain",
+    "encrypted_dot", "psi_double_blind", "round_cost",
 ]
