@@ -1,13 +1,14 @@
 """What does Paillier encryption cost, and what does one round of ``vertical.fit_linear`` cost?
 
-Issue 12. Pure-Python ``phe`` (python-paillier; ``gmpy2`` is used when installed, and the
-header says whether it is). Two parts:
+Issue 12. ``phe`` (python-paillier), which does its big-integer arithmetic with ``gmpy2`` when that is
+installed (a dependency of the course; pure Python otherwise, several times slower); the header says
+which. Two parts:
 
 1. Primitives, at ``--key-bits`` 1024, 2048 and 3072, encoded as ``fl_helpers.vertical``
    encodes them (``EncodedNumber.encode(pk, x, max_exponent=vertical.EXPONENT)``):
 
        key generation        paillier.generate_paillier_keypair(n_length=bits); ``--keygen-repeats``
-                             calls (3, 3, 1: a 3072-bit key can take a minute: it is timed once)
+                             calls (3 per key size; without gmpy2 a 3072-bit key can take a minute)
        encryption            pk.encrypt_encoded(encoding, None): fresh randomness r^n mod n^2, as
                              fit_linear encrypts; values uniform in [-10, 10)
        decryption            sk.decrypt(c) (CRT), the ciphertexts just made
@@ -25,8 +26,8 @@ header says whether it is). Two parts:
    encrypted element costs against one element of the plaintext code that would do the same work.
 
 2. ``vertical.fit_linear`` on synthetic data (X standard normal, y = X w + noise), the d features
-   split over 2 parties (d // 2 each), ``--rounds`` rounds (1), at 1024-bit keys for
-   m in (100, 400) x d in (4, 16), and at 2048 bits for m = 100, d = 4. One call per setting.
+   split over 2 parties (d // 2 each), ``--rounds`` rounds (1), at 1024 and 2048-bit keys for
+   m in (100, 400) x d in (4, 16), and at 3072 bits for m = 100, d = 4. One call per setting.
    The call is instrumented by wrapping, for its duration only: ``phe``'s key generation (timed and
    subtracted), ``vertical._encrypted_residual`` (the last one, which only measures the final loss, is
    subtracted), ``EncryptedNumber.obfuscate`` (one per fresh encryption), ``EncryptedNumber.__mul__``
@@ -44,8 +45,8 @@ header says whether it is). Two parts:
 Usage:
     python benchmarks/bench_paillier.py [--threads 1] [--repeats 3] [--rounds 1] [--quick]
 ``--threads N`` (default 1; 0: leave BLAS at its default) pins BLAS before numpy is imported.
-``--quick``: 512 and 1024-bit keys, small batches, 2 passes, fit_linear at m = 50, d in (2, 4) and
-512 bits (a smoke test, seconds). Prints Markdown on stdout; progress goes to stderr. Wall clock
+``--quick``: 1024-bit keys only (``vertical.MIN_KEY_BITS``), 2 passes, fit_linear at m in (50, 100),
+d in (2, 4) (a smoke test, seconds). Prints Markdown on stdout; progress goes to stderr. Wall clock
 (``time.perf_counter``), the garbage collector off during a timed batch.
 """
 
@@ -76,11 +77,11 @@ from bench_robust import load_average, machine_lines, spread  # noqa: E402  (the
 from fl_helpers import vertical  # noqa: E402
 
 KEY_BITS = (1024, 2048, 3072)
-KEYGEN_REPEATS = {1024: 3, 2048: 3, 3072: 1}
+KEYGEN_REPEATS = {1024: 3, 2048: 3, 3072: 3}
 #: Batch sizes N per key size: (encryptions, decryptions, additions, products).
-BATCH = {512: (32, 32, 2000, 400), 1024: (24, 24, 2000, 400), 2048: (12, 12, 1000, 200), 3072: (6, 6, 500, 100)}
-FIT_SETTINGS = [(1024, 100, 4), (1024, 100, 16), (1024, 400, 4), (1024, 400, 16), (2048, 100, 4)]
-QUICK_FIT = [(512, 50, 2), (512, 50, 4), (512, 100, 2), (512, 100, 4)]
+BATCH = {1024: (200, 200, 5000, 2000), 2048: (60, 60, 3000, 600), 3072: (24, 24, 2000, 300)}
+FIT_SETTINGS = [(bits, m, d) for bits in (1024, 2048) for m in (100, 400) for d in (4, 16)] + [(3072, 100, 4)]
+QUICK_FIT = [(1024, 50, 2), (1024, 50, 4), (1024, 100, 2), (1024, 100, 4)]
 
 
 def gmpy2_status() -> str:
@@ -254,11 +255,11 @@ def parse(argv=None):
     ap.add_argument("--rounds", type=int, default=1, help="fit_linear rounds per setting (default 1)")
     ap.add_argument("--no-fit", action="store_true", help="skip part 2 (fit_linear)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="512/1024 bits, 2 passes, tiny fit_linear (a smoke test)")
+    ap.add_argument("--quick", action="store_true", help="1024 bits, 2 passes, tiny fit_linear (a smoke test)")
     args = ap.parse_args(argv)
     args.fit = FIT_SETTINGS
     if args.quick:
-        args.key_bits, args.repeats, args.fit = [512, 1024], 2, QUICK_FIT
+        args.key_bits, args.repeats, args.fit = [1024], 2, QUICK_FIT
     for bits in args.key_bits:
         if bits not in BATCH:
             raise SystemExit(f"--key-bits: choose from {sorted(BATCH)}, got {bits}")

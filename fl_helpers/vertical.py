@@ -13,9 +13,11 @@ state kept apart:
        H(x)^{ab} = (H(x)^a)^b = (H(x)^b)^a,
 
    so the twice-blinded values of a common ID are equal, and a party compares only those.
+   :func:`align` runs it between party 0 and every other party and returns each party's
+   rows in the order of the common IDs: the blocks :func:`fit_linear` takes.
 
 2. :func:`fit_linear`: **vertical linear regression** of Yang, Liu, Chen, Tong (2019),
-   "Federated Machine Learning: Concept and Applications", ACM TIST 10(2), section 4.2.
+   "Federated Machine Learning: Concept and Applications", ACM TIST 10(2) (vertical FL).
    Party :math:`k` holds the block :math:`X_k` (rows aligned by step 1) and the
    coefficients :math:`\theta_k`; party 0 also holds :math:`y` and the intercept :math:`b`.
    A coordinator holds a Paillier key pair (python-paillier, ``phe``); the parties only
@@ -56,9 +58,12 @@ What each one learns (honest-but-curious parties that do not collude with the co
   about the other's IDs under the decisional Diffie-Hellman assumption, with :math:`H`
   modelled as a random oracle. (In the one-sided variant only the receiver learns it; here
   both compute it, as both need the row order.)
-* :func:`fit_linear`: the parties see only ciphertexts of one another's values. Party
+* :func:`fit_linear`: the parties see only ciphertexts of one another's values (Paillier is
+  semantically secure under the decisional composite residuosity assumption). Party
   :math:`k` learns its own gradients :math:`\tfrac2m X_k^\top d` every round (Yang et al.
-  accept this; over many rounds it does say something about :math:`d`). The coordinator
+  accept this; over many rounds it does say something about :math:`d`; at :math:`\theta = 0`,
+  :math:`d = -y`, so party :math:`k` reads :math:`X_k^\top y`). Party 0 likewise learns
+  :math:`\mathbf 1^\top s` and :math:`X_0^\top s` about the others' summed scores :math:`s`. The coordinator
   learns the loss each round and values it cannot read: a masked gradient is
   :math:`(g + \rho) \bmod n` with :math:`\rho` uniform in :math:`\mathbb Z_n`, a one-time pad.
 
@@ -69,7 +74,8 @@ Primitives, none written here:
   expands the ID with SHAKE-256 (SHA-3) to 2304 bits, reduces it mod :math:`p`
   and squares it: a nearly uniform element of that subgroup (squaring a plain 256-bit
   hash would land on a tiny, structured set of small integers). Exponentiation is
-  Python's ``pow(h, a, p)``.
+  ``gmpy2.powmod`` (GMP, about 6x faster; imported inside :func:`psi`), or Python's
+  ``pow(h, a, p)`` where ``gmpy2`` is missing: the same numbers.
 * Paillier: ``phe`` (imported inside the functions, so ``import fl_helpers`` does not
   load it). Floats are ``phe.EncodedNumber``\ s :math:`x = e\cdot 16^{E}`; every ciphertext
   that leaves a party has the fixed public exponent ``EXPONENT`` (one value) or
@@ -111,8 +117,9 @@ MODP_2048_Q = (MODP_2048 - 1) // 2
 
 #: The fixed ``phe`` exponent (base 16) of every encrypted value: 16**-32 = 2**-128.
 EXPONENT = -32
-#: Smallest Paillier modulus accepted; 512 bits is for tests only (use 2048 or more).
-MIN_KEY_BITS = 512
+#: Smallest Paillier modulus accepted. 1024 bits is for tests and demonstrations only: NIST SP 800-57
+#: (part 1, rev. 5, table 2) rates a 1024-bit factoring modulus at most 80 bits of security; use 2048 or more.
+MIN_KEY_BITS = 1024
 
 _GROUP_BYTES = (MODP_2048.bit_length() + 7) // 8                 # 256: one group element on the wire
 _HASH_DOMAIN = b"fl_helpers.vertical.psi/v1\x00"
@@ -191,11 +198,12 @@ def psi(ids_a: Sequence[Hashable], ids_b: Sequence[Hashable], *, seed: int | Non
 
     # 2. each party blinds its own IDs with its key and sends them in a random order
     order_a, order_b = _shuffled(len(ids_a), rng_a), _shuffled(len(ids_b), rng_b)
-    a_blinded = [pow(hash_to_group(ids_a[i]), key_a, MODP_2048) for i in order_a]
-    b_blinded = [pow(hash_to_group(ids_b[i]), key_b, MODP_2048) for i in order_b]
+    power = _powmod()
+    a_blinded = [power(hash_to_group(ids_a[i]), key_a) for i in order_a]
+    b_blinded = [power(hash_to_group(ids_b[i]), key_b) for i in order_b]
     # 3. each blinds what it received once more and returns it in the order received
-    a_double = [pow(v, key_b, MODP_2048) for v in a_blinded]           # B's work on A's values
-    b_double = [pow(v, key_a, MODP_2048) for v in b_blinded]           # A's work on B's values
+    a_double = [power(v, key_b) for v in a_blinded]                    # B's work on A's values
+    b_double = [power(v, key_a) for v in b_blinded]                    # A's work on B's values
     # 4. each party compares its own doubly blinded IDs with the other's
     common_a = [ids_a[i] for i, v in zip(order_a, a_double, strict=True) if v in set(b_double)]
     common_b = [ids_b[i] for i, v in zip(order_b, b_double, strict=True) if v in set(a_double)]
@@ -206,12 +214,25 @@ def psi(ids_a: Sequence[Hashable], ids_b: Sequence[Hashable], *, seed: int | Non
     return common_a, transcript
 
 
+def _powmod():
+    """``(h, e) -> h**e mod MODP_2048`` as a Python int: GMP's ``powmod`` if ``gmpy2`` is installed."""
+    try:
+        from gmpy2 import mpz, powmod
+    except ImportError:
+        return lambda h, e: pow(h, e, MODP_2048)
+    p = mpz(MODP_2048)
+    return lambda h, e: int(powmod(h, e, p))
+
+
 def _check_ids(name: str, ids) -> list:
     if isinstance(ids, (str, bytes)) or not isinstance(ids, (Sequence, set, frozenset, np.ndarray)):
         raise TypeError(f"{name} must be a sequence of str, int or bytes IDs, got {type(ids).__name__}")
     ids = [i.item() if isinstance(i, np.generic) else i for i in ids]
     for i in ids:
-        _id_bytes(i)
+        try:
+            _id_bytes(i)
+        except TypeError as err:
+            raise TypeError(f"{name}: {err}") from None
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"{name} must not contain duplicate IDs (one row per entity), got {dup!r} twice or more")
@@ -235,6 +256,125 @@ def _party_random(seed: int | None, party: int, purpose: str):
     tag = int.from_bytes(hashlib.sha256(purpose.encode()).digest()[:4], "big")
     state = np.random.SeedSequence(seed, spawn_key=(tag, party)).generate_state(8, dtype=np.uint32)
     return random.Random(int.from_bytes(state.tobytes(), "little"))
+
+
+@dataclass
+class Alignment:
+    """The result of :func:`align`: the parties' rows of the common IDs, in one order.
+
+    Attributes
+    ----------
+    common : list
+        The IDs every party holds, sorted (by type name, then value): row ``j`` of every block is
+        the entity ``common[j]``.
+    blocks : list of ndarray
+        ``blocks[k]``: party k's rows of ``tables[k]`` for ``common``, shape (len(common), d_k).
+    y : ndarray or None
+        Party 0's ``labels`` for ``common`` (``None`` if none were given).
+    transcripts : list of PSITranscript
+        ``transcripts[k - 1]``: the :func:`psi` run of party 0 with party k.
+    """
+
+    common: list
+    blocks: list
+    y: np.ndarray | None
+    transcripts: list
+
+
+def align(ids_per_party: Sequence, tables: Sequence, *, labels=None, common: Sequence | None = None,
+          seed: int | None = None) -> Alignment:
+    r"""Entity alignment: :func:`psi` of party 0 with each other party, then everyone's rows in one order.
+
+    Party 0 (the one with the labels) runs :func:`psi` with every party :math:`k \ge 1`, keeps the IDs
+    found in all of them, and announces that list; each party then takes its own rows of those IDs,
+    in the sorted order. With two parties the list is the PSI's intersection and the announcement
+    tells nothing new. With three or more, party :math:`k` also learns which of its common IDs the
+    other parties hold (the announced list), which a two-party PSI would not tell it.
+
+    Parameters
+    ----------
+    ids_per_party : sequence of sequences of str, int or bytes
+        ``ids_per_party[k]``: party k's IDs, one per row of ``tables[k]``, without duplicates. At
+        least two parties.
+    tables : sequence of array-like, shape (len(ids_per_party[k]), d_k)
+        Each party's features, row ``i`` belonging to ``ids_per_party[k][i]``; finite numbers only.
+    labels : array-like, shape (len(ids_per_party[0]),), optional
+        Party 0's targets, in the order of its IDs.
+    common : sequence of IDs, optional
+        The common IDs if the PSI has already been run (e.g. ``psi(ids_a, ids_b)[0]``): no PSI is
+        run, ``transcripts`` is empty, and every party must hold every one of these IDs.
+    seed : int or None
+        As :func:`psi` (the run with party k gets a seed derived from ``(seed, k)``).
+
+    Returns
+    -------
+    Alignment
+        ``.blocks`` and ``.y`` go straight into :func:`fit_linear` or :func:`fit_logistic`.
+
+    Raises
+    ------
+    ValueError
+        If the numbers of parties and tables differ, a table's rows and its IDs differ in number,
+        an ID appears twice, a table or ``labels`` holds NaN or inf, a party shares no ID with
+        party 0 (or the parties have none in common), or a party lacks an ID of ``common``.
+    """
+    seed = valid.seed(seed)
+    if isinstance(ids_per_party, (str, bytes)) or not isinstance(ids_per_party, Sequence) or len(ids_per_party) < 2:
+        raise TypeError("ids_per_party must be a list of at least two ID lists, one per party, got "
+                        + (f"{len(ids_per_party)}" if isinstance(ids_per_party, Sequence) else
+                           type(ids_per_party).__name__))
+    if not isinstance(tables, Sequence) or len(tables) != len(ids_per_party):
+        got = f"{len(tables)} tables" if isinstance(tables, Sequence) else type(tables).__name__
+        raise ValueError(f"tables must hold one table per party, {len(ids_per_party)} like ids_per_party, got {got}")
+    ids = [_check_ids(f"ids_per_party[{k}]", i) for k, i in enumerate(ids_per_party)]
+    tables = [valid.features(t, name=f"tables[{k}]") for k, t in enumerate(tables)]
+    for k, (i, t) in enumerate(zip(ids, tables, strict=True)):
+        if t.shape[0] != len(i):
+            raise ValueError(f"tables[{k}] must have one row per ID of ids_per_party[{k}], got {t.shape[0]} rows "
+                             f"and {len(i)} IDs")
+    y = None if labels is None else valid.targets(labels, len(ids[0]), name="labels", x_name="tables[0]")
+    if common is not None:
+        return _rows_of(_given_common(common, ids), ids, tables, y, [])
+    common, transcripts = set(ids[0]), []
+    for k in range(1, len(ids)):
+        pair_seed = None if seed is None else int(np.random.SeedSequence(seed, spawn_key=(k,)).generate_state(1)[0])
+        found, transcript = psi(ids[0], ids[k], seed=pair_seed)
+        if not found:
+            raise ValueError(f"party {k} has no overlap with party 0: psi found no common ID among their "
+                             f"{len(ids[0])} and {len(ids[k])} IDs (IDs match by type and value: '7' is not 7), "
+                             "so there is no row to train on")
+        common &= set(found)
+        transcripts.append(transcript)
+    if not common:
+        raise ValueError(f"the {len(ids)} parties have no ID in common (each overlaps with party 0, but no ID is "
+                         "held by all), so there is no row to train on")
+    return _rows_of(_sorted_ids(common), ids, tables, y, transcripts)
+
+
+def _given_common(common, ids) -> list:
+    common = _check_ids("common", common)
+    if not common:
+        raise ValueError("common must hold at least one ID (the parties' intersection), got none: there is no row "
+                         "to train on")
+    for k, i in enumerate(ids):
+        held = set(i)
+        missing = [x for x in common if x not in held]
+        if missing:
+            raise ValueError(f"common must hold only IDs of every party, got {len(missing)} not in "
+                             f"ids_per_party[{k}], e.g. {missing[0]!r}")
+    return _sorted_ids(common)
+
+
+def _rows_of(common, ids, tables, y, transcripts) -> Alignment:
+    """Each party's rows of ``common``, in that order."""
+    blocks = []
+    for i, t in zip(ids, tables, strict=True):
+        row = {x: r for r, x in enumerate(i)}
+        blocks.append(t[[row[x] for x in common]])
+    if y is not None:
+        row = {x: r for r, x in enumerate(ids[0])}
+        y = y[[row[x] for x in common]]
+    return Alignment(common=common, blocks=blocks, y=y, transcripts=transcripts)
 
 
 # --- 2. vertical linear regression with Paillier ----------------------------------------------
@@ -289,8 +429,8 @@ def fit_linear(blocks, y, *, lr: float, rounds: int, key_bits: int = 2048, seed:
     rounds : int
         Gradient steps R >= 1.
     key_bits : int
-        Paillier modulus size. 2048 (the default) or more for real use; 512 and 1024 are
-        quick but weak, for tests and demonstrations only.
+        Paillier modulus size. 2048 (the default) or more for real use; 1024 (``MIN_KEY_BITS``,
+        the smallest accepted) is quick but weak, for tests and demonstrations only.
     seed : int or None
         The masks from seeded generators (reproducible); ``None``: from :mod:`secrets`.
 
@@ -303,9 +443,10 @@ def fit_linear(blocks, y, *, lr: float, rounds: int, key_bits: int = 2048, seed:
     Cost per round (two parties): ``m (d + 4) + d + 2`` ciphertext-times-plaintext products
     (``m (d + 1)`` for the gradients, ``m`` for party 0's cross term, ``2m`` for the negated
     residuals; counted by ``benchmarks/bench_paillier.py``) and ``m + 1`` encryptions (plus
-    ``m`` per extra party in the chain), in pure Python unless ``gmpy2`` is
-    installed (``phe`` then uses it). Diabetes (442 x 10, 2 parties), one core: about 2.5 s
-    per round with 512-bit keys, 9 s with 1024, 50 s with 2048.
+    ``m`` per extra party in the chain). ``phe`` computes with ``gmpy2`` (a dependency of the course;
+    pure Python, several times slower, without it). ``benchmarks/bench_paillier.py`` on one core of
+    the README's machine: m = 400 rows, d = 16 features, about 1.3 s per round with 1024-bit keys and
+    8 s with 2048; the m encryptions and the m (d + 4) products grow with m, only the products with d.
     """
     blocks, y = _check_blocks(blocks, y)
     return _fit(blocks, y, lr=lr, rounds=rounds, key_bits=key_bits, seed=seed,
@@ -320,7 +461,7 @@ def _fit(blocks, y, *, lr, rounds, key_bits, seed, gradient, loss) -> VerticalFi
     """
     lr = valid.positive_float("lr", lr)
     rounds = valid.integer("rounds", rounds, minimum=1)
-    key_bits = valid.integer("key_bits", key_bits, minimum=MIN_KEY_BITS)
+    key_bits = _check_key_bits(key_bits)
     seed = valid.seed(seed)
     from phe import paillier  # lazy: only this function needs phe
 
@@ -456,6 +597,14 @@ def _masked_gradient_sum(public_key, private_key, X, enc_d, with_intercept: bool
     return S, seen
 
 
+def _check_key_bits(key_bits) -> int:
+    key_bits = valid.integer("key_bits", key_bits)
+    if key_bits < MIN_KEY_BITS:
+        raise ValueError(f"key_bits must be at least {MIN_KEY_BITS} (MIN_KEY_BITS; 2048 or more for real use), "
+                         f"got {key_bits}")
+    return key_bits
+
+
 def _fixed(enc, exponent: int):
     """``enc`` with the public exponent set to ``exponent`` (left lower only for values below 2^-75)."""
     return enc.decrease_exponent_to(exponent) if enc.exponent > exponent else enc
@@ -469,6 +618,7 @@ def _check_blocks(blocks, y):
     m = blocks[0].shape[0]
     for k, X in enumerate(blocks[1:], start=1):
         if X.shape[0] != m:
-            raise ValueError(f"blocks must have the same number of rows (aligned, e.g. by psi), got {m} rows in "
-                             f"blocks[0] and {X.shape[0]} in blocks[{k}]")
+            raise ValueError(f"blocks must have the same number of rows, one per common ID in the same order "
+                             f"(align them with vertical.align), got {m} rows in blocks[0] and {X.shape[0]} in "
+                             f"blocks[{k}]")
     return blocks, valid.targets(y, m, x_name="blocks[0]")
