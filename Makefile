@@ -69,6 +69,7 @@ bench: env
 	$(BIN)/python benchmarks/bench_robust.py
 	$(BIN)/python benchmarks/bench_compression.py
 	$(BIN)/python benchmarks/bench_paillier.py
+	$(BIN)/python benchmarks/bench_flower.py
 
 gpu-check:
 	VENV=$(VENV) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh

@@ -31,6 +31,7 @@ credit       credit-scoring case study: banks (a documented non-IID bank rule), 
 hospitals    the diabetes patients over six hospitals of different sizes and case mixes; fine-tuning curves
 sensors      low-cost PM2.5 sensors beside reference monitors (Barkjohn et al. 2021 as ground truth)
 recommend    federated matrix factorisation (Ammad-ud-din et al. 2019): the item-gradient leak, its defences
+interop      interop.flower: the same parties on Flower (import it explicitly; Flower loads only then)
 
 Around it
 ---------

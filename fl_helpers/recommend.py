@@ -31,17 +31,15 @@ That is the leak :func:`guess_rated` exploits. Defences: secure aggregation
 Recommendation With Explicit Feedback", IEEE Intelligent Systems 36(5): each user also sends
 gradients for sampled items it did not rate, with its mean rating as the virtual rating).
 
-A round of :func:`federated_mf` is the course's four blocks: broadcast :math:`V`; local work
-(user :math:`u` computes :math:`G_u` at the :math:`(\mathbf u_u, V)` it holds, then takes
-``local_epochs`` gradient steps on :math:`\mathbf u_u` with :math:`V` fixed, which never leaves
-the phone); aggregate (any ``aggregator`` of :func:`fl_helpers.train`, weights 1 per user); server
-update :math:`V \leftarrow V - \eta\,(\frac{N}{|S_t|}\sum_{u \in S_t} G_u + 2\lambda V)`. With every user
-in every round and one local step this is full-batch gradient descent on :math:`L`
-(:func:`centralized_mf`) to rounding error. :func:`fl_helpers.train` has no seam for state that
-stays on a party between rounds (the embedding :math:`\mathbf u_u`), so this module runs its own
-loop over rounds, built from the same blocks (:func:`fl_helpers.sample_parties`, the
-``client_transform`` and ``aggregator`` hooks and their random streams,
-:mod:`fl_helpers.randomness`).
+:func:`federated_mf` is :func:`fl_helpers.train` on the global model :math:`\theta = V` (flattened)
+with two blocks swapped. Block 2, local work: a :class:`PhoneEngine` holds every user's ratings and
+embedding :math:`\mathbf u_u` (state that never leaves the phone); user :math:`u` computes
+:math:`G_u` at the :math:`(\mathbf u_u, V)` it holds, then takes ``local_epochs`` gradient steps on
+:math:`\mathbf u_u` with :math:`V` fixed, and sends :math:`G_u` with weight 1. Block 4, server
+update (:class:`ItemServer`): :math:`V \leftarrow V - \eta\,(\frac{N}{|S_t|}\sum_{u \in S_t} G_u +
+2\lambda V)`. Broadcast, sampling, the ``client_transform`` and ``aggregator`` hooks and their random
+streams (:mod:`fl_helpers.randomness`) are ``train``'s own. With every user in every round and one
+local step this is full-batch gradient descent on :math:`L` (:func:`centralized_mf`) to rounding error.
 """
 
 from __future__ import annotations
@@ -53,8 +51,10 @@ import numpy as np
 
 from . import randomness
 from . import validation as valid
-from .aggregation import Aggregate, weighted_sum
-from .server import _transformed, broadcast, sample_parties
+from .aggregation import weighted_sum
+from .engines import LocalWork
+from .parties import Party
+from .server import train
 
 # spawn keys of make_ratings and init_factors (part of the contract: never renumber)
 _ITEMS, _USERS = 0, 1
@@ -314,7 +314,8 @@ class MFHistory:
     Federated runs also keep ``selected`` (each round's users), ``received``: ``{round: array (|S_t|,
     n_items, rank)}``, the message of each selected user *as the server saw it* (what the
     aggregator got, or the masked input under secure aggregation) for the rounds in
-    ``keep_received``, and ``bytes_up`` per round.
+    ``keep_received``, ``bytes_up`` per round (messages and weights, as :func:`fl_helpers.train`
+    measures them) and ``history``, the :class:`fl_helpers.History` of the ``train`` run.
     """
 
     U: np.ndarray
@@ -326,6 +327,7 @@ class MFHistory:
     selected: list = field(default_factory=list)
     received: dict = field(default_factory=dict)
     bytes_up: np.ndarray | None = None
+    history: object = None
 
     @property
     def rounds(self) -> int:
@@ -424,20 +426,141 @@ def als(ratings: Ratings, *, rank: int, sweeps: int, reg: float = 0.1, init=None
     return rec.history(U, V, None)
 
 
+class PhoneEngine:
+    r"""Block 2 of federated MF, an engine object for :func:`fl_helpers.train`: the users' phones.
+
+    Phone :math:`u` holds its training ratings and its embedding :math:`\mathbf u_u` (row :math:`u`
+    of ``U``, state that stays on the phone across rounds; Ammad-ud-din et al. 2019). Given the
+    broadcast :math:`\theta = V` (flattened), each selected user computes its message :math:`G_u`
+    (:func:`item_gradients`, plus the fake-item rows when ``fake_items`` > 0) at the
+    :math:`(\mathbf u_u, V)` it holds, then takes ``epochs`` steps :math:`\mathbf u_u \leftarrow
+    \mathbf u_u - \eta\nabla_{\mathbf u_u}L` with :math:`V` fixed; it sends :math:`G_u` (flattened)
+    with weight 1. Each :func:`fl_helpers.train` run continues from the embeddings the phones hold.
+
+    ``parties``: one :class:`fl_helpers.Party` per user holding its training (item, rating) rows
+    (``X``: the item indices, one column; ``y``: the ratings); their ``model`` plays no part, as the
+    engine says what the model is (:meth:`initial_theta`, the two seams of :func:`fl_helpers.train`).
+    ``party_losses`` and the losses the local work returns (every user's, before its steps) are the
+    per-rating loss :math:`\ell_u = (\sum_{i\in\Omega_u} e_{ui}^2 + \lambda\lVert\mathbf u_u\rVert^2) / |\Omega_u|
+    + \lambda\lVert V\rVert_F^2 / |\Omega|`, so that ``train``'s global loss
+    :math:`\sum_u \frac{|\Omega_u|}{|\Omega|}\ell_u` is :math:`L / |\Omega|`.
+
+    Parameters
+    ----------
+    ratings : Ratings
+    U0 : array (n_users, rank)
+        The embeddings the phones start with.
+    reg : float >= 0
+        :math:`\lambda`.
+    fake_items : int in [0, n_items]
+        FedRec's fake items per message (see :func:`federated_mf`).
+    """
+
+    name = "phones"
+    device = "CPU (numpy, every phone's work at once)"
+    dtype = np.dtype(np.float64)
+    model = None                     # the model is the engine's: theta = V, and U on the phones
+
+    def __init__(self, ratings: Ratings, U0, *, reg: float, fake_items: int = 0):
+        self.ratings = _ratings(ratings)
+        U0 = np.array(U0, dtype=np.float64)
+        if U0.ndim != 2 or U0.shape[0] != self.ratings.n_users:
+            raise ValueError(f"U0 must have shape (n_users, rank) = ({self.ratings.n_users}, rank), got {U0.shape}")
+        self.U = U0
+        self.reg = valid.positive_float("reg", reg, allow_zero=True)
+        self.fake_items = valid.integer("fake_items", fake_items, minimum=0, maximum=self.ratings.n_items)
+        train = self.ratings.train
+        self._R0 = np.where(train, self.ratings.values - self.ratings.mean, 0.0)     # r_ui - mu on the phones
+        self._counts = train.sum(axis=1)
+        self._user_mean = self._R0.sum(axis=1) / self._counts                         # FedRec's virtual rating - mu
+        self.parties = tuple(Party(np.flatnonzero(row)[:, None].astype(np.float64), self.ratings.values[u, row],
+                                   name=f"user {u}") for u, row in enumerate(train))
+
+    def __repr__(self) -> str:
+        return (f"PhoneEngine(n_users={self.ratings.n_users}, n_items={self.ratings.n_items}, "
+                f"rank={self.U.shape[1]}, fake_items={self.fake_items})")
+
+    def initial_theta(self, theta0) -> np.ndarray:
+        """The server's starting :math:`V_0`, flattened: ``theta0`` checked (there is no default)."""
+        n, k = self.ratings.n_items, self.U.shape[1]
+        if theta0 is None:
+            raise ValueError(f"theta0 must be the starting item embeddings V0, {n} x {k} = {n * k} numbers: "
+                             f"a PhoneEngine has no default")
+        theta = valid.as_vector(np.ravel(theta0), name="theta0")
+        if theta.size != n * k:
+            raise ValueError(f"theta0 must hold V0 of shape ({n}, {k}), {n * k} numbers, got {theta.size}")
+        return theta
+
+    def local_work(self, theta, selected, *, lr, epochs, batch_size=None, seed=None, round=1,
+                   **options) -> LocalWork:
+        if batch_size is not None:
+            raise ValueError(f"batch_size must be None for federated MF (full-batch steps on u_u), got {batch_size!r}")
+        if options:
+            raise ValueError(f"PhoneEngine has no {', '.join(sorted(options))} (FedProx, stragglers, SCAFFOLD)")
+        S = np.asarray(selected)
+        V = np.asarray(theta, dtype=np.float64).reshape(self.ratings.n_items, -1)
+        losses = self._losses(self.U, V)                  # every phone's loss at what it holds, before its steps
+        train, R0 = self.ratings.train[S], self._R0[S]
+        G = _local_item_gradients(self.U[S], V, train, R0)                       # the message ...
+        if self.fake_items:
+            G = G + _fake_rows(self.U[S], V, train, self._user_mean[S], S, self.fake_items, seed, round)
+        newU = self.U.copy()                                                     # ... and the embedding's steps
+        for _ in range(epochs):
+            E = np.where(train, R0 - newU[S] @ V.T, 0.0)
+            newU[S] = newU[S] - lr * (-2.0 * E @ V + 2.0 * self.reg * newU[S])
+        self.U = newU
+        return LocalWork(G.reshape(len(S), -1).astype(self.dtype, copy=False), np.ones(len(S)), losses)
+
+    def party_losses(self, theta) -> np.ndarray:
+        return self._losses(self.U, np.asarray(theta, dtype=np.float64).reshape(self.ratings.n_items, -1))
+
+    def _losses(self, U, V) -> np.ndarray:
+        E = np.where(self.ratings.train, self._R0 - U @ V.T, 0.0)
+        return (np.sum(E * E, axis=1) + self.reg * np.sum(U * U, axis=1)) / self._counts \
+            + self.reg * np.sum(V * V) / self._counts.sum()
+
+
+class ItemServer:
+    r"""Block 4 of federated MF, a ``server_optimizer`` for :func:`fl_helpers.train`.
+
+    With :math:`\Delta_t = -\eta\bar G` (``train``'s average model change, :math:`\bar G` the mean
+    message): :math:`V \leftarrow V + N\Delta_t - 2\eta\lambda V = V - \eta\,(N\bar G + 2\lambda V)`.
+    :math:`N\bar G` estimates :math:`\sum_u G_u` from the sampled users, and the server adds the
+    penalty's gradient :math:`2\lambda V` itself. No state.
+    """
+
+    name = "item server"
+
+    def __init__(self, n_users: int, *, lr: float, reg: float):
+        self.n_users = valid.integer("n_users", n_users, minimum=1)
+        self.lr = valid.positive_float("lr", lr)
+        self.reg = valid.positive_float("reg", reg, allow_zero=True)
+
+    def __repr__(self) -> str:
+        return f"ItemServer(n_users={self.n_users}, lr={self.lr}, reg={self.reg})"
+
+    def init(self, theta) -> None:
+        return None
+
+    def step(self, theta, delta, state):
+        return theta + self.n_users * delta - 2.0 * self.lr * self.reg * theta, state
+
+
 def federated_mf(ratings: Ratings, *, rank: int, lr: float, rounds: int, reg: float = 0.1, local_epochs: int = 1,
                  fraction: float = 1.0, fake_items: int = 0, client_transform: Callable | None = None,
                  aggregator: Callable | None = None, init=None, seed: int = 0,
                  keep_received: Iterable[int] = (1,)) -> MFHistory:
     r"""Federated matrix factorisation: ratings and :math:`\mathbf u_u` stay on user :math:`u`'s phone.
 
-    Round :math:`t` (see the module docstring): the sampled users :math:`S_t` (``fraction`` of
-    them, stream ``"sampling"``) receive :math:`V`; each computes :math:`G_u` (:func:`item_gradients`)
-    at its current :math:`\mathbf u_u`, then takes ``local_epochs`` steps
-    :math:`\mathbf u_u \leftarrow \mathbf u_u - \eta\nabla_{\mathbf u_u}L` with :math:`V` fixed;
-    ``client_transform(update, *, party, round, rng)`` may change the flattened :math:`G_u` (as in
-    :func:`fl_helpers.train`, stream ``"transform"``); ``aggregator(updates, weights, *, rng)``
-    (weights 1; default :func:`fl_helpers.weighted_sum`) gives their mean :math:`\bar G`; the server
-    sets :math:`V \leftarrow V - \eta\,(N \bar G + 2\lambda V)`.
+    :func:`fl_helpers.train` runs the rounds on :math:`\theta = V` (see the module docstring), with
+    the local work of a :class:`PhoneEngine` and the server update of :class:`ItemServer`. Round
+    :math:`t`: the sampled users :math:`S_t` (``fraction`` of them, stream ``"sampling"``) receive
+    :math:`V`; each computes :math:`G_u` (:func:`item_gradients`) at its current :math:`\mathbf u_u`,
+    then takes ``local_epochs`` steps :math:`\mathbf u_u \leftarrow \mathbf u_u - \eta\nabla_{\mathbf
+    u_u}L` with :math:`V` fixed; ``client_transform(update, *, party, round, rng)`` may change the
+    flattened :math:`G_u` (stream ``"transform"``); ``aggregator(updates, weights, *, rng)`` (weights
+    :math:`1/|S_t|`; default :func:`fl_helpers.weighted_sum`) gives their mean :math:`\bar G`; the
+    server sets :math:`V \leftarrow V - \eta\,(N \bar G + 2\lambda V)`.
 
     ``fake_items`` :math:`F`: each user also sends rows for :math:`F` items it did not rate (drawn
     per round from the ``"local"`` stream keyed by (seed, t, u)) computed with its mean training
@@ -476,6 +599,8 @@ def federated_mf(ratings: Ratings, *, rank: int, lr: float, rounds: int, reg: fl
     Returns
     -------
     MFHistory
+        ``losses``, ``train_rmse`` and ``test_rmse`` come from ``train``'s ``metrics``, ``selected``
+        and ``bytes_up`` (messages and weights) from its History, kept as ``history``.
     """
     ratings, rank, lr, rounds, reg, seed, U, V = _start(ratings, rank, lr, rounds, reg, init, seed)
     local_epochs = valid.integer("local_epochs", local_epochs, minimum=1)
@@ -493,38 +618,48 @@ def federated_mf(ratings: Ratings, *, rank: int, lr: float, rounds: int, reg: fl
             raise
         raise TypeError(f"keep_received must be an iterable of round numbers >= 1, got "
                         f"{type(keep_received).__name__}") from None
-    aggregate = aggregator if aggregator is not None else weighted_sum
-    N, n = ratings.n_users, ratings.n_items
-    R0 = np.where(ratings.train, ratings.values - ratings.mean, 0.0)        # r_ui - mu on the phones
-    user_mean = R0.sum(axis=1) / ratings.train.sum(axis=1)                  # FedRec's virtual rating (minus mu)
-    for hook in (client_transform, aggregator):
-        if hasattr(hook, "start"):
-            hook.start(V.ravel(), N)
-    rec = _Recorder(ratings, reg)
-    rec.record(U, V)
-    selected_log, received, bytes_up = [], {}, []
-    for t in range(1, rounds + 1):
-        S = sample_parties(N, fraction, randomness.generator(seed, "sampling", t) if fraction < 1 else None)
-        V_sent = broadcast(V, S)                                            # block 1
-        G = _local_item_gradients(U[S], V_sent, ratings.train[S], R0[S])    # block 2: the message ...
-        if fake_items:
-            G = G + _fake_rows(U[S], V_sent, ratings.train[S], user_mean[S], S, fake_items, seed, t)
-        newU = U.copy()                                                     # ... and the embedding's steps
-        for _ in range(local_epochs):
-            E = np.where(ratings.train[S], R0[S] - newU[S] @ V_sent.T, 0.0)
-            newU[S] = newU[S] - lr * (-2.0 * E @ V_sent + 2.0 * reg * newU[S])
-        payloads, dense = _transformed(G.reshape(len(S), -1), S, client_transform, seed, t)
-        agg = aggregate(dense, np.ones(len(S)), rng=randomness.generator(seed, "aggregate", t))   # block 3
-        mean = agg.mean if isinstance(agg, Aggregate) else np.asarray(agg, dtype=np.float64)
-        newV = V - lr * (N * mean.reshape(n, rank) + 2.0 * reg * V)        # block 4
-        if not rec.record(newU, newV):
-            return rec.history(U, V, t, selected=selected_log, received=received, bytes_up=np.array(bytes_up))
-        U, V = newU, newV
-        selected_log.append(S)
-        bytes_up.append(sum(int(np.asarray(p).nbytes) for p in payloads))
-        if t in keep:
-            received[t] = _server_view(aggregate, dense).reshape(len(S), n, rank)
-    return rec.history(U, V, None, selected=selected_log, received=received, bytes_up=np.array(bytes_up))
+    phones = PhoneEngine(ratings, U, reg=reg, fake_items=fake_items)
+    watch = _Watch(phones, aggregator if aggregator is not None else weighted_sum, keep)
+    h = train(phones.parties, lr=lr, rounds=rounds, local_epochs=local_epochs, fraction=fraction,
+              theta0=V.ravel(), seed=seed, engine=phones, server_optimizer=ItemServer(ratings.n_users, lr=lr, reg=reg),
+              client_transform=client_transform, aggregator=aggregator, metrics=watch.metrics)
+    done = h.rounds                                   # the rounds recorded: all, or those before the divergence
+    first = [loss(U, V, ratings, reg=reg), rmse(U, V, ratings, subset="train"), rmse(U, V, ratings, subset="test")]
+    series = [np.concatenate([[x], h.metrics.get(name, np.zeros(0))])
+              for x, name in zip(first, watch.metrics, strict=True)]
+    return MFHistory(U=watch.U[done], V=h.theta.reshape(V.shape), losses=series[0], train_rmse=series[1],
+                     test_rmse=series[2], diverged_at=h.diverged_at, selected=h.selected,
+                     received={t: m for t, m in watch.received.items() if t <= done}, bytes_up=h.bytes_up,
+                     history=h)
+
+
+class _Watch:
+    """``train``'s ``metrics`` for federated MF, at the phones' U and the server's V after each round.
+
+    Also keeps the embeddings of the last two rounds (a run that diverges in round t ends with those
+    of round t - 1) and the messages as the server saw them in the rounds of ``keep``.
+    """
+
+    def __init__(self, phones: PhoneEngine, aggregator, keep):
+        self.phones, self.aggregator, self.keep = phones, aggregator, keep
+        self.U = {0: phones.U.copy()}
+        self.received: dict = {}
+        ratings, reg = phones.ratings, phones.reg
+        self.metrics = {"loss": lambda info: loss(self._seen(info), self._V(info), ratings, reg=reg),
+                        "train_rmse": lambda info: rmse(phones.U, self._V(info), ratings, subset="train"),
+                        "test_rmse": lambda info: rmse(phones.U, self._V(info), ratings, subset="test")}
+
+    def _V(self, info) -> np.ndarray:
+        return info.new_theta.reshape(self.phones.ratings.n_items, -1)
+
+    def _seen(self, info) -> np.ndarray:
+        t, U = info.round, self.phones.U
+        self.U[t] = U.copy()
+        self.U.pop(t - 2, None)
+        if t in self.keep:
+            shape = (len(info.selected), self.phones.ratings.n_items, U.shape[1])
+            self.received[t] = _server_view(self.aggregator, info.updates).reshape(shape)
+        return U
 
 
 def _local_item_gradients(U_S, V, train_S, R0_S) -> np.ndarray:

@@ -180,6 +180,17 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
     called before round 1: per-run state (error-feedback residuals, say) starts afresh.
 
     ``keep_updates=True`` stores every round's per-party updates in the History.
+
+    Two seams for an engine *object* whose parties keep state between rounds (the user embeddings of
+    federated matrix factorisation, :func:`fl_helpers.recommend.federated_mf`; see :mod:`fl_helpers.engines`):
+
+    ``engine.initial_theta(theta0) -> theta``
+        If the engine has it, ``train`` asks the engine for the starting model (and to check ``theta0``)
+        instead of checking ``theta0`` against the parties' model, which then plays no part in the run
+        (``eval_data`` still uses it).
+    ``LocalWork.losses`` of length ``N`` (every party, not only the selected ones)
+        The losses of the model broadcast this round, recorded instead of calling ``party_losses``
+        *after* the local work, which may have changed the parties' state.
     """
     parties = check_parties(parties)
     lr = valid.positive_float("lr", lr)
@@ -189,9 +200,12 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
     fraction = valid.fraction(fraction)
     sampling = valid.choice("sampling", sampling, SAMPLINGS)
     weighting = valid.choice("weighting", weighting, WEIGHTINGS)
-    theta = initial_theta(theta0, parties)
+    own_model = hasattr(engine, "local_work") and hasattr(engine, "initial_theta")   # the engine's own model
+    theta = None if own_model else initial_theta(theta0, parties)
     root = randomness.root_seed(seed)
     eng = make_engine(engine, parties)
+    if own_model:                                     # e.g. matrix factorisation: theta is V, U stays on the parties
+        theta = valid.as_vector(eng.initial_theta(theta0), name="theta0")
     step_size = _server_lr(server_lr)
     if server_optimizer is not None:
         if not (hasattr(server_optimizer, "init") and hasattr(server_optimizer, "step")):
@@ -259,7 +273,8 @@ def train(parties, *, lr, rounds, local_epochs=1, batch_size=None, fraction=1.0,
                                           batch_size=batch_size, seed=root, round=t, **options)  # 2. local work
                 else:                                 # every selected party straggled and was dropped
                     work = LocalWork(np.zeros((0, theta.size), dtype=eng.dtype), np.zeros(0))
-                free = work.losses is not None and len(working) == len(parties)
+                # every party's loss at theta came with the work: all parties worked, or the engine sent all N
+                free = work.losses is not None and len(work.losses) == len(parties)
             else:
                 free = False
             # the model of the previous round is recorded now: its loss came out of this round's pass

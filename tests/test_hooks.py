@@ -2,7 +2,8 @@
 
 client_transform (L2 clipping), aggregator (coordinate median, hierarchical
 aggregation, server-side noise), server_lr / server_optimizer (FedAvgM),
-metrics and engine objects. References: hand-written FedAvg/FedAvgM loops
+metrics and engine objects (among them one whose parties keep state between
+rounds and whose model is its own). References: hand-written FedAvg/FedAvgM loops
 over ``Party.local_update``, gradients and medians computed by hand.
 """
 
@@ -14,7 +15,7 @@ import pytest
 import fl_helpers as fl
 from fl_helpers import randomness
 from fl_helpers.aggregation import Aggregate, weighted_sum
-from fl_helpers.engines import make_engine
+from fl_helpers.engines import LocalWork, make_engine
 
 SEED = 11
 LR = 0.05
@@ -350,3 +351,61 @@ def test_engine_built_for_these_parties_equals_its_name(parties, name):
     again = fl.fedavg(parties, engine=eng, **kw)             # reusable
     np.testing.assert_array_equal(again.thetas, by_name.thetas)
     assert by_name.losses[-1] < by_name.losses[0]
+
+
+# ----------------------------------------------------------------------------- engines whose parties keep state
+
+class Counters:
+    """Party i holds a number c_i (state, starting at i) that its local work moves up by 1; the global
+    model is one number, not the parties' linear model. Party i's loss is (theta - c_i)^2, its update
+    the gradient 2 (theta - c_i), both at the c_i it holds when theta arrives."""
+
+    name, device, dtype, model = "counters", "test", np.dtype(np.float64), None
+
+    def __init__(self, parties, *, send_losses=True):
+        self.parties, self.send_losses = tuple(parties), send_losses
+        self.c = np.arange(len(parties), dtype=np.float64)
+
+    def initial_theta(self, theta0):
+        return np.array([10.0]) if theta0 is None else np.asarray(theta0, dtype=np.float64)
+
+    def local_work(self, theta, selected, *, lr, epochs, batch_size, seed, round):
+        losses = self.party_losses(theta)                 # every party's, before the work changes c
+        updates = 2.0 * (theta[0] - self.c[selected])[:, None]
+        self.c[selected] += 1.0
+        return LocalWork(updates, np.ones(len(selected)), losses if self.send_losses else None)
+
+    def party_losses(self, theta):
+        return (theta[0] - self.c) ** 2
+
+
+def hand_counters(n, rounds, lr, seed, k, theta=10.0):
+    c, w = np.arange(n, dtype=np.float64), np.array(SIZES) / sum(SIZES)
+    thetas, losses = [theta], []
+    for t in range(1, rounds + 1):
+        S = hand_sample(seed, t, n, k)
+        losses.append(w @ (theta - c) ** 2)               # the model broadcast in round t, at the c it met
+        theta = theta - lr * np.mean(2.0 * (theta - c[S]))
+        c[S] += 1.0
+        thetas.append(theta)
+    losses.append(w @ (theta - c) ** 2)
+    return np.array(thetas), np.array(losses)
+
+
+def test_an_engine_with_party_state_chooses_the_model_and_records_its_losses(parties):
+    h = fl.train(parties, lr=0.1, rounds=ROUNDS, fraction=0.5, seed=SEED, engine=Counters(parties))
+    thetas, losses = hand_counters(8, ROUNDS, 0.1, SEED, 4)
+    np.testing.assert_allclose(h.thetas[:, 0], thetas, rtol=1e-12)
+    np.testing.assert_allclose(h.losses, losses, rtol=1e-12)
+    started = fl.train(parties, lr=0.1, rounds=1, theta0=[3.0], engine=Counters(parties))
+    assert h.thetas.shape == (ROUNDS + 1, 1) and started.thetas[0, 0] == 3.0   # not the parties' 4 numbers
+    with pytest.raises(ValueError, match=r"theta0 must have shape \(4,\)"):
+        fl.train(parties, lr=0.1, rounds=1, theta0=[3.0])                     # without the engine's seam
+
+
+def test_without_all_losses_the_state_after_the_work_would_be_recorded(parties):
+    late = fl.train(parties, lr=0.1, rounds=ROUNDS, fraction=0.5, seed=SEED,
+                    engine=Counters(parties, send_losses=False))
+    thetas, losses = hand_counters(8, ROUNDS, 0.1, SEED, 4)
+    np.testing.assert_allclose(late.thetas[:, 0], thetas, rtol=1e-12)      # the same run ...
+    assert not np.allclose(late.losses[:-1], losses[:-1])                   # ... with losses at the moved c

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
+import fl_helpers as fl
 from fl_helpers import privacy, randomness, recommend, secagg
 
 
@@ -186,6 +187,39 @@ def test_a_too_large_learning_rate_is_reported_not_recorded_as_nan(ratings):
     h = recommend.federated_mf(ratings, rank=2, lr=5.0, rounds=50, seed=0)
     assert h.diverged and "diverged at round" in h.message
     assert np.all(np.isfinite(h.losses)) and np.all(np.isfinite(h.V))
+
+
+def test_federated_mf_is_train_with_the_phones_as_engine_and_the_item_server(ratings):
+    U0, V0 = recommend.init_factors(30, 12, 2, seed=6)
+    kw = dict(lr=0.02, rounds=4, fraction=0.5, local_epochs=2, seed=6)
+    fed = recommend.federated_mf(ratings, rank=2, reg=0.2, init=(U0, V0), **kw)
+    phones = recommend.PhoneEngine(ratings, U0, reg=0.2)
+    h = fl.train(phones.parties, engine=phones, theta0=V0, server_optimizer=recommend.ItemServer(30, lr=0.02, reg=0.2),
+                 **kw)
+    np.testing.assert_array_equal(h.theta, fed.V.ravel())
+    np.testing.assert_array_equal(phones.U, fed.U)
+    assert len(fed.selected) == 4 and fed.history.rounds == 4
+    # train's loss is L / |Omega|, each round's at the embeddings the phones held when V arrived
+    M = ratings.train.sum()
+    assert h.losses[0] * M == pytest.approx(hand_loss(U0, V0, ratings, 0.2), rel=1e-12)
+    assert h.losses[-1] * M == pytest.approx(hand_loss(fed.U, fed.V, ratings, 0.2), rel=1e-12)
+    np.testing.assert_allclose(h.losses * M, fed.losses, rtol=1e-12)
+    np.testing.assert_array_equal(fed.bytes_up, 15 * (12 * 2 + 1) * 8)     # 15 users: message and weight, float64
+
+
+def test_phone_engine_rejects_what_it_cannot_do(ratings):
+    U0, V0 = recommend.init_factors(30, 12, 2, seed=0)
+    phones = recommend.PhoneEngine(ratings, U0, reg=0.1)
+    with pytest.raises(ValueError, match="theta0 must be the starting item embeddings V0, 12 x 2 = 24"):
+        phones.initial_theta(None)
+    with pytest.raises(ValueError, match=r"theta0 must hold V0 of shape \(12, 2\), 24 numbers, got 23"):
+        phones.initial_theta(np.zeros(23))
+    with pytest.raises(ValueError, match="batch_size must be None"):
+        fl.train(phones.parties, engine=phones, theta0=V0, lr=0.01, rounds=1, batch_size=2)
+    with pytest.raises(ValueError, match="PhoneEngine has no prox_mu"):
+        fl.train(phones.parties, engine=phones, theta0=V0, lr=0.01, rounds=1, prox_mu=0.1)
+    with pytest.raises(ValueError, match=r"U0 must have shape \(n_users, rank\) = \(30, rank\), got \(3, 2\)"):
+        recommend.PhoneEngine(ratings, U0[:3], reg=0.1)
 
 
 # --------------------------------------------------------------------------- the leak and the defences

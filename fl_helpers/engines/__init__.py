@@ -24,6 +24,18 @@ refuses an engine built for other parties) and offers
 plus ``name``, ``device`` (a human-readable string), ``model`` and ``dtype``
 (the numpy dtype of the numbers sent).
 
+Parties with state. An engine object may keep state on the parties between rounds (the user
+embeddings of federated matrix factorisation: :class:`fl_helpers.recommend.PhoneEngine`). Two
+seams of :func:`fl_helpers.train` serve it:
+
+``initial_theta(theta0) -> theta``
+    The starting global model (``theta0`` checked by the engine): ``train`` then uses it instead of
+    the parties' model, whose layout need not be the global model's.
+``LocalWork.losses`` of length ``N``
+    Every party's loss at the broadcast ``theta``, computed before the local work changed the
+    parties' state; ``train`` records it instead of calling ``party_losses(theta)`` after the work.
+    (A plain engine returns the selected parties' losses, which are all N only when all took part.)
+
 Engines
 -------
 ``"loop"``
@@ -55,7 +67,10 @@ ENGINES = {
 
 
 class LocalWork(NamedTuple):
-    """What an engine returns for one round's local work."""
+    """What an engine returns for one round's local work.
+
+    ``losses``: the selected parties' losses at the broadcast model, every party's (length N), or None.
+    """
 
     updates: np.ndarray
     weights: np.ndarray

@@ -1,0 +1,142 @@
+"""interop.flower: the course's parties on Flower give fl.fedavg's numbers, round by round.
+
+The references are the in-process engine's runs (``fl.fedavg`` with the loop engine, itself tested
+against hand-written loops elsewhere) and a hand-written FedSGD loop here; Flower is a different
+engine (its own message passing, Ray actors), so agreement to 1e-12 says the blocks were mapped
+one for one. Each Flower simulation starts Ray: about 10 s per run, so the runs are shared.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+import fl_helpers as fl
+from fl_helpers import robust
+from tests.optional import require
+
+HAS_FLOWER = importlib.util.find_spec("flwr") is not None and importlib.util.find_spec("ray") is not None
+
+
+@pytest.fixture(autouse=True)
+def _needs_flower():
+    require(HAS_FLOWER, "Flower is not installed (pip install -e '.[dev]')", what="the Flower tests")
+
+
+def make_parties(seed=0, n=5):
+    rng = np.random.default_rng(seed)
+    return [fl.Party(rng.normal(size=(20 + 7 * i, 3)), rng.normal(size=20 + 7 * i), name=f"p{i}") for i in range(n)]
+
+
+def fedsgd_by_hand(parties, *, lr, rounds):
+    """theta <- theta - lr * sum_i (m_i / M) 2/m_i X_i~^T (X_i~ theta - y_i), intercept first."""
+    theta = np.zeros(parties[0].n_features + 1)
+    M = sum(p.n_samples for p in parties)
+    out = [theta]
+    for _ in range(rounds):
+        g = sum(p.n_samples / M * 2 / p.n_samples * np.c_[np.ones(p.n_samples), p.data[0]].T
+                @ (np.c_[np.ones(p.n_samples), p.data[0]] @ theta - p.data[1]) for p in parties)
+        theta = theta - lr * g
+        out.append(theta)
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    if not HAS_FLOWER:
+        return None
+    from fl_helpers.interop import flower
+    parties = make_parties()
+    settings = {
+        "fedsgd": dict(lr=0.05, rounds=4),
+        "fedavg minibatch, sampled": dict(lr=0.05, rounds=4, local_epochs=2, batch_size=8, fraction=0.4, seed=3),
+        "median": dict(lr=0.05, rounds=3, local_epochs=2, seed=5, aggregator=robust.Median()),
+    }
+    return parties, {name: (kw, flower.run(parties, **kw)) for name, kw in settings.items()}
+
+
+def test_fedsgd_on_flower_is_centralized_gradient_descent(runs):
+    parties, done = runs
+    _, h = done["fedsgd"]
+    assert h.engine == "flower-simulation" and h.rounds == 4
+    np.testing.assert_allclose(h.thetas, fedsgd_by_hand(parties, lr=0.05, rounds=4), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["fedsgd", "fedavg minibatch, sampled", "median"])
+def test_flower_equals_the_in_process_engine_round_by_round(runs, name):
+    parties, done = runs
+    kw, h = done[name]
+    ref_kw = {k: (robust.Median() if k == "aggregator" else v) for k, v in kw.items()}
+    ref = fl.fedavg(parties, **ref_kw)
+    np.testing.assert_allclose(h.thetas, ref.thetas, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h.losses, ref.losses, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h.party_losses, ref.party_losses, rtol=1e-12, atol=1e-14)
+    assert [s.tolist() for s in h.selected] == [s.tolist() for s in ref.selected]
+    np.testing.assert_array_equal(h.bytes_up, ref.bytes_up)
+    np.testing.assert_array_equal(h.bytes_down, ref.bytes_down)
+
+
+def test_sampling_draws_two_of_five_parties_each_round(runs):
+    _, done = runs
+    _, h = done["fedavg minibatch, sampled"]
+    assert [len(s) for s in h.selected] == [2, 2, 2, 2]
+    assert len({tuple(s) for s in h.selected}) > 1                 # not the same two every round
+
+
+# --- the node's side, without a simulation: the ClientApp called with one message ----------------
+
+def call_client(app, kind, theta, node_config, config=None):
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+
+    content = RecordDict({"arrays": ArrayRecord([np.asarray(theta, dtype=np.float64)]),
+                          "config": ConfigRecord(config or {})})
+    msg = Message(content=content, dst_node_id=1, message_type=kind)
+    ctx = Context(run_id=1, node_id=1, node_config=node_config, state=RecordDict(), run_config={})
+    return app(msg, ctx)
+
+
+def test_a_node_trains_exactly_its_party():
+    from fl_helpers.interop import flower
+
+    parties = make_parties()
+    app = flower.client_app(parties, lr=0.1, local_epochs=2, batch_size=8, seed=7)
+    theta = np.arange(4.0) / 10
+    reply = call_client(app, "train", theta, {"partition-id": 3}, {"server-round": 2})
+    update = reply.content["arrays"].to_numpy_ndarrays()[0]
+    expected = parties[3].local_update(theta, lr=0.1, epochs=2, batch_size=8, seed=7, round=2, index=3)
+    np.testing.assert_array_equal(update, expected.update)
+    assert reply.content["metrics"]["num-examples"] == parties[3].n_samples == 41
+    reply = call_client(app, "evaluate", theta, {"partition-id": 1})
+    assert reply.content["metrics"]["loss"] == pytest.approx(parties[1].loss(theta), rel=1e-15)
+
+
+@pytest.mark.parametrize("bad", [5, -1, "x", None])
+def test_a_wrong_party_number_is_a_clear_error(bad):
+    from fl_helpers.interop import flower
+
+    app = flower.client_app(make_parties(), lr=0.1)
+    config = {} if bad is None else {"partition-id": bad}
+    with pytest.raises(ValueError, match=r"partition-id'\] must be a party index 0\.\.4, got"):
+        call_client(app, "evaluate", np.zeros(4), config)
+
+
+def test_bad_arguments():
+    from fl_helpers.interop import flower
+
+    with pytest.raises(ValueError, match="runtime must be one of 'simulation'"):
+        flower.run(make_parties(), lr=0.1, rounds=1, runtime="cloud")
+    with pytest.raises(ValueError, match="lr"):
+        flower.run(make_parties(), lr=-1.0, rounds=1)
+    with pytest.raises(TypeError, match="aggregator must be callable"):
+        flower.run(make_parties(), lr=0.1, rounds=1, aggregator="median")
+
+
+def test_import_fl_helpers_does_not_import_flower():
+    import subprocess
+
+    code = "import sys, fl_helpers; print(any(m.split('.')[0] in ('flwr', 'ray') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
