@@ -48,7 +48,8 @@ def main() -> None:
     r1, r2 = args.rounds
     kw = dict(lr=0.01, local_epochs=2, batch_size=10, seed=0)
     print(f"flwr {__import__('flwr').__version__}, rounds {r1} and {r2}; seconds")
-    print("| N | Flower start-up | Flower per round | loop per round | vectorized per round | Flower / loop | max diff |")
+    print("| N | Flower start-up | Flower per round | loop per round | vectorized per round | Flower / loop "
+          "| max diff |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.parties:
         parties = parties_for(n)

@@ -54,6 +54,7 @@ def runs():
         "fedsgd": dict(lr=0.05, rounds=4),
         "fedavg minibatch, sampled": dict(lr=0.05, rounds=4, local_epochs=2, batch_size=8, fraction=0.4, seed=3),
         "median": dict(lr=0.05, rounds=3, local_epochs=2, seed=5, aggregator=robust.Median()),
+        "diverging": dict(lr=3.0, rounds=9),
     }
     return parties, {name: (kw, flower.run(parties, **kw)) for name, kw in settings.items()}
 
@@ -77,6 +78,15 @@ def test_flower_equals_the_in_process_engine_round_by_round(runs, name):
     assert [s.tolist() for s in h.selected] == [s.tolist() for s in ref.selected]
     np.testing.assert_array_equal(h.bytes_up, ref.bytes_up)
     np.testing.assert_array_equal(h.bytes_down, ref.bytes_down)
+
+
+def test_a_diverging_run_is_reported_as_fl_fedavg_reports_it(runs):
+    parties, done = runs
+    _, h = done["diverging"]
+    ref = fl.fedavg(parties, lr=3.0, rounds=9)
+    assert ref.diverged and h.diverged_at == ref.diverged_at and h.diverged_reason == ref.diverged_reason
+    np.testing.assert_allclose(h.thetas, ref.thetas, rtol=1e-12)
+    assert np.all(np.isfinite(h.losses)) and h.message.startswith(f"diverged at round {ref.diverged_at}")
 
 
 def test_sampling_draws_two_of_five_parties_each_round(runs):

@@ -240,6 +240,8 @@ def _make_strategy_class(F):
             return F["ArrayRecord"]([self.theta.copy()]), None
 
         def aggregate_evaluate(self, server_round, replies):
+            if self.recorder.diverged_at is not None:     # as train: nothing is recorded after divergence
+                return None
             losses = np.full(self.n_parties, np.nan)
             for r in replies:
                 if r.has_error():
