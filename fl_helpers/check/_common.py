@@ -53,6 +53,28 @@ def no_answer(name: str, message: str = NO_ANSWER) -> CheckResult:
     return CheckResult(name, False, message)
 
 
+#: What an untouched stub that returns None gets (no hint: it has not tried yet).
+RETURNED_NONE = "no answer yet: your function returned None (a hint appears after a first wrong attempt)"
+
+
+def attempt(name: str, student: Callable, args, *, where: str, hint: str, none: str = NO_ANSWER):
+    """Call ``student(*args)`` on the student's behalf: ``(answer, None)``, or ``(None, result)`` to return.
+
+    An untouched stub (it raises ``NotImplementedError``, or returns None: message ``none``) gets
+    :func:`no_answer`, without a hint; any other exception is the student's bug, reported with
+    ``where`` and the ``hint``, never raised.
+    """
+    try:
+        got = student(*args)
+    except NotImplementedError:
+        return None, no_answer(name)
+    except Exception as exc:  # the student's bug, reported, not raised
+        return None, CheckResult(name, False, f"{where} raised {type(exc).__name__}: {exc}", hint)
+    if got is None:
+        return None, no_answer(name, none)
+    return got, None
+
+
 def run_cases(name: str, student: Callable, cases, reference: Callable, *, hint: str,
               rtol: float = 1e-6, atol: float = 1e-9, diagnose: Callable | None = None) -> CheckResult:
     """Compare ``student(*args)`` with ``reference(*args)`` on every case.
@@ -64,12 +86,13 @@ def run_cases(name: str, student: Callable, cases, reference: Callable, *, hint:
         return CheckResult(name, False, f"expected a function, got {type(student).__name__}", hint)
     for k, args in enumerate(cases, start=1):
         want = np.asarray(reference(*args), dtype=np.float64)
+        got, stop = attempt(name, student, args, where=f"case {k}", hint=hint)
+        if stop is not None:
+            return stop
         try:
-            got = np.asarray(student(*args), dtype=np.float64)
-        except NotImplementedError:
-            return no_answer(name)
-        except Exception as exc:  # the student's bug, reported, not raised
-            return CheckResult(name, False, f"case {k} raised {type(exc).__name__}: {exc}", hint)
+            got = np.asarray(got, dtype=np.float64)
+        except (TypeError, ValueError):
+            return CheckResult(name, False, f"case {k}: expected numbers, got {type(got).__name__}", hint)
         if got.shape != want.shape:
             return CheckResult(name, False, f"case {k}: expected shape {want.shape}, got {got.shape}", hint)
         if not np.allclose(got, want, rtol=rtol, atol=atol):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._common import CheckResult, no_answer, read_only
+from ._common import RETURNED_NONE, CheckResult, attempt, read_only
 
 # --------------------------------------------------------------------------- lending decision
 
@@ -54,15 +54,9 @@ def lending_decision(fn: Callable) -> CheckResult:
         return CheckResult(name, False, f"expected a function, got {type(fn).__name__}", hint)
     for c, (p, loss, margin) in enumerate(_decision_cases(), start=1):
         where = f"case {c} (L = {loss:,.0f}, G = {margin:,.0f}, {len(p)} customers)"
-        try:
-            got = fn(p, loss, margin)
-        except NotImplementedError:
-            return no_answer(name)
-        except Exception as exc:  # the student's bug, reported, not raised
-            return CheckResult(name, False, f"{where} raised {type(exc).__name__}: {exc}", hint)
-        if got is None:
-            return no_answer(name, "no answer yet: your function returned None (a hint appears after a "
-                                   "first wrong attempt)")
+        got, stop = attempt(name, fn, (p, loss, margin), where=where, hint=hint, none=RETURNED_NONE)
+        if stop is not None:
+            return stop
         try:
             got = np.asarray(got)
         except Exception:  # an object numpy cannot read
@@ -117,15 +111,9 @@ def undo_oversampling(fn: Callable) -> CheckResult:
         return CheckResult(name, False, f"expected a function, got {type(fn).__name__}", hint)
     for c, (p, k) in enumerate(_correction_cases(), start=1):
         where = f"case {c} (factor = {k}, {len(p)} probabilities)"
-        try:
-            got = fn(p, k)
-        except NotImplementedError:
-            return no_answer(name)
-        except Exception as exc:  # the student's bug, reported, not raised
-            return CheckResult(name, False, f"{where} raised {type(exc).__name__}: {exc}", hint)
-        if got is None:
-            return no_answer(name, "no answer yet: your function returned None (a hint appears after a "
-                                   "first wrong attempt)")
+        got, stop = attempt(name, fn, (p, k), where=where, hint=hint, none=RETURNED_NONE)
+        if stop is not None:
+            return stop
         try:
             got = np.asarray(got, dtype=np.float64)
         except (TypeError, ValueError):

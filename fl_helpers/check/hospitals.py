@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._common import CheckResult, no_answer, read_only, safe
+from ._common import CheckResult, attempt, read_only, safe
 
 # --------------------------------------------------------------------------- pooled moments
 
@@ -73,12 +73,9 @@ def pooled_moments(fn: Callable) -> CheckResult:
     diagnose = safe(lambda args, got, want: _moment_diagnosis(*args, *got))
     for c, (sums, X) in enumerate(_moment_cases(), start=1):
         where = f"case {c} ({len(sums)} hospitals of {', '.join(str(m) for m, _, _ in sums)} patients)"
-        try:
-            got = fn(list(sums))
-        except NotImplementedError:
-            return no_answer(name)
-        except Exception as exc:  # the student's bug, reported, not raised
-            return CheckResult(name, False, f"{where} raised {type(exc).__name__}: {exc}", hint)
+        got, stop = attempt(name, fn, (list(sums),), where=where, hint=hint)
+        if stop is not None:
+            return stop
         try:
             mu, sigma = (np.asarray(a, dtype=np.float64) for a in got)
         except (TypeError, ValueError):
@@ -147,12 +144,13 @@ def fine_tune(fn: Callable) -> CheckResult:
         theta, X, y, lr, epochs = args
         where = f"case {c} (m = {len(y)}, d = {X.shape[1]}, {epochs} epoch{'s' if epochs > 1 else ''})"
         want = _reference_fine_tune(*args)
+        got, stop = attempt(name, fn, args, where=where, hint=hint)
+        if stop is not None:
+            return stop
         try:
-            got = np.asarray(fn(*args), dtype=np.float64)
-        except NotImplementedError:
-            return no_answer(name)
-        except Exception as exc:  # the student's bug, reported, not raised
-            return CheckResult(name, False, f"{where} raised {type(exc).__name__}: {exc}", hint)
+            got = np.asarray(got, dtype=np.float64)
+        except (TypeError, ValueError):
+            return CheckResult(name, False, f"{where}: expected an array of numbers, got {type(got).__name__}", hint)
         if got.shape != want.shape:
             specific = ("θ has d + 1 entries, the intercept first: add a column of ones to X."
                         if got.shape == (X.shape[1],) else None)

@@ -36,7 +36,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..vertical import MIN_KEY_BITS, MODP_2048, MODP_2048_Q, _powmod, hash_to_group
-from ._common import CheckResult, no_answer
+from ._common import CheckResult, attempt
 
 # --------------------------------------------------------------------------- 1. PSI by hand
 
@@ -67,14 +67,9 @@ def psi_double_blind(fn: Callable) -> CheckResult:
     if not callable(fn):
         return CheckResult(name, False, f"expected a function, got {type(fn).__name__}", hint)
     for k, (ids_a, ids_b, key_a, key_b) in enumerate(_psi_cases(), start=1):
-        try:
-            got = fn(list(ids_a), list(ids_b), key_a, key_b)
-        except NotImplementedError:
-            return no_answer(name)
-        except Exception as exc:  # the student's bug, reported, not raised
-            return CheckResult(name, False, f"case {k} raised {type(exc).__name__}: {exc}", hint)
-        if got is None:
-            return no_answer(name)
+        got, stop = attempt(name, fn, (list(ids_a), list(ids_b), key_a, key_b), where=f"case {k}", hint=hint)
+        if stop is not None:
+            return stop
         try:
             common, a_double = got
             a_double = [int(v) for v in a_double]
@@ -148,14 +143,10 @@ def encrypted_dot(fn: Callable) -> CheckResult:
         values, weights = rng.normal(size=size), rng.normal(size=size) * 3
         enc = [public_key.encrypt(float(v)) for v in values]
         want = float(weights @ values)
-        try:
-            got = fn(public_key, list(enc), [float(w) for w in weights])
-        except NotImplementedError:
-            return no_answer(name)
-        except Exception as exc:  # the student's bug, reported, not raised
-            return CheckResult(name, False, f"case {k} raised {type(exc).__name__}: {exc}", hint)
-        if got is None:
-            return no_answer(name)
+        got, stop = attempt(name, fn, (public_key, list(enc), [float(w) for w in weights]), where=f"case {k}",
+                            hint=hint)
+        if stop is not None:
+            return stop
         if isinstance(got, (list, tuple)) and got and all(isinstance(g, EncryptedNumber) for g in got):
             parts = [private_key.decrypt(g) for g in got]
             specific = ("These are the products w_i [[v_i]], one ciphertext each: add them up into one "
@@ -212,14 +203,9 @@ def round_cost(fn: Callable) -> CheckResult:
     if not callable(fn):
         return CheckResult(name, False, f"expected a function, got {type(fn).__name__}", hint)
     for k, (m, dims, bits) in enumerate(COST_CASES, start=1):
-        try:
-            got = fn(m, list(dims), bits)
-        except NotImplementedError:
-            return no_answer(name)
-        except Exception as exc:  # the student's bug, reported, not raised
-            return CheckResult(name, False, f"case {k} raised {type(exc).__name__}: {exc}", hint)
-        if got is None:
-            return no_answer(name)
+        got, stop = attempt(name, fn, (m, list(dims), bits), where=f"case {k}", hint=hint)
+        if stop is not None:
+            return stop
         try:
             got = tuple(int(v) for v in got)
         except Exception:
