@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed-$(TF)
 ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]-*.ipynb)) $(sort $(wildcard notebooks/A[0-9]-*.ipynb))
 
-.PHONY: help env lab test unit notebooks voila bench gpu-check browser-deps clean
+.PHONY: help env lab test unit notebooks voila bench gpu-check browser-deps clean federation classroom join
 
 help:
 	@echo "make lab        set up .venv and open the course in JupyterLab"
@@ -20,6 +20,9 @@ help:
 	@echo "make voila      serve the live-demo dashboard with Voila (instructors)"
 	@echo "make notebooks  re-execute and save every notebook (after changing one)"
 	@echo "make bench      run the benchmarks"
+	@echo "make federation a Flower SuperLink and 4 SuperNodes on this machine, compared with fl.fedavg"
+	@echo "make classroom  the instructor's classroom server (ARGS='--rounds 10 --min-students 5 --secure' ...)"
+	@echo "make join SERVER=host:port PARTY=k   (or CSV=file.csv; CA=ca.pem KEY=you.key in a secure class)"
 	@echo "make gpu-check  on an NVIDIA GPU machine: GPU build, TensorFlow engine tests and parity on the GPU, N = 1e4..1e6 timings"
 	@echo "GPU=1           with lab/test/bench: use tensorflow[and-cuda] instead of tensorflow-cpu"
 
@@ -70,6 +73,17 @@ bench: env
 	$(BIN)/python benchmarks/bench_compression.py
 	$(BIN)/python benchmarks/bench_paillier.py
 	$(BIN)/python benchmarks/bench_flower.py
+
+# Flower's deployment runtime (notebook 17): local processes, then a classroom across laptops.
+federation: env
+	$(BIN)/python -m fl_helpers.interop.classroom local
+
+classroom: env
+	$(BIN)/python -m fl_helpers.interop.classroom serve $(ARGS)
+
+join: env
+	$(BIN)/python -m fl_helpers.interop.classroom join --server "$(SERVER)" \
+	  $(if $(PARTY),--party $(PARTY)) $(if $(CSV),--csv "$(CSV)") $(if $(CA),--ca "$(CA)") $(if $(KEY),--key "$(KEY)")
 
 gpu-check:
 	VENV=$(VENV) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh

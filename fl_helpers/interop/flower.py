@@ -30,9 +30,18 @@ The losses of the returned :class:`~fl_helpers.History` are the parties' own: ev
 its local loss at the model it receives (``EVALUATE`` messages after each round, the ``QUERY``
 before round 1), and the server weights them by sample counts, as :func:`fl_helpers.train` does.
 
-Runtime: ``runtime="simulation"`` runs the nodes as Flower's simulation runtime does
-(``flwr.simulation.run_simulation``, Ray actors, one process). Flower's deployment runtime
-(a SuperLink and SuperNodes as separate processes) is not wired here yet.
+Runtimes: ``runtime="simulation"`` runs the nodes as Flower's simulation runtime does
+(``flwr.simulation.run_simulation``, Ray actors, one process); ``runtime="deployment"`` runs
+Flower's deployment runtime on this machine (:mod:`fl_helpers.interop.federation`): a
+``flower-superlink`` process, one ``flower-supernode`` process per party loading its own party
+from a file, the run submitted with ``flwr run`` as a Flower App Bundle whose apps are
+:func:`deployment_apps`. The classroom (:mod:`fl_helpers.interop.classroom`) runs the same apps
+across laptops.
+
+Costs, measured by ``benchmarks/bench_flower.py``: on the deployment runtime every message starts
+a fresh ClientApp process on its node (about 1 s of imports) and a SuperNode looks for new
+messages every 3 s, so an exchange costs seconds where the in-process engine needs microseconds;
+Flower is built for devices that train for minutes per round.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -53,7 +63,7 @@ from ..history import History, Recorder
 from ..parties import Party, check_parties, initial_theta
 from ..server import broadcast, sample_parties, server_update
 
-RUNTIMES = ("simulation",)
+RUNTIMES = ("simulation", "deployment")
 _PID = "partition-id"
 
 
@@ -75,71 +85,137 @@ def _flwr():
 
 # --------------------------------------------------------------------------- the node's side
 
-def client_app(parties: Sequence[Party], *, lr, local_epochs: int = 1, batch_size=None, seed: int | None = None):
-    """A Flower ``ClientApp`` in which node ``i`` (``node_config["partition-id"] = i``) is ``parties[i]``.
+_NODE_PARTIES: dict = {}      # a node process loads its party once (deployment: from its node config)
+
+
+def node_party(node_config) -> tuple[int, str, Party]:
+    """The party a deployed node holds, from its ``--node-config``: ``(index, label, party)``.
+
+    ``party-file=PATH`` (with ``partition-id=i``)
+        a pickled :class:`~fl_helpers.Party` that :func:`run` wrote for node ``i``.
+    ``classroom-party=k``
+        partition ``k`` of the classroom task (:func:`fl_helpers.interop.classroom.party`).
+    ``csv=PATH``
+        the node's own CSV with the classroom task's columns
+        (:func:`fl_helpers.interop.classroom.party_from_csv`); its index is -1 until the server
+        numbers the parties.
+    """
+    key = tuple(sorted((str(k), str(v)) for k, v in dict(node_config).items()))
+    if key in _NODE_PARTIES:
+        return _NODE_PARTIES[key]
+    config = dict(node_config)
+    if "party-file" in config:
+        import pickle
+
+        index = _index(config.get(_PID), None)
+        with open(config["party-file"], "rb") as fh:
+            party = pickle.load(fh)          # written by run() on this machine, read by its own nodes
+        out = (index, f"party {index}", check_parties([party])[0])
+    elif "classroom-party" in config:
+        from . import classroom
+
+        index = _index(config["classroom-party"], classroom.PARTIES, key="classroom-party")
+        out = (index, f"party {index}", classroom.party(index))
+    elif "csv" in config:
+        from . import classroom
+
+        path = str(config["csv"])
+        out = (-1, f"csv {os.path.basename(path)}", classroom.party_from_csv(path))
+    else:
+        raise ValueError(f"the node config must give party-file, classroom-party or csv, got {sorted(config)}")
+    _NODE_PARTIES[key] = out
+    return out
+
+
+def _index(raw, n: int | None, key: str = _PID) -> int:
+    allowed = "a party index" if n is None else f"a party index 0..{n - 1}"
+    try:
+        index = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"node_config['{key}'] must be {allowed}, got {raw!r}") from None
+    if index < 0 or (n is not None and index >= n):
+        raise ValueError(f"node_config['{key}'] must be {allowed}, got {index}")
+    return index
+
+
+def client_app(parties: Sequence[Party] | None = None):
+    """A Flower ``ClientApp`` holding one party per node.
+
+    With ``parties``, node ``i`` (``node_config["partition-id"] = i``, as Flower's simulation sets
+    it) is ``parties[i]``; without, each node loads its own party from its node configuration
+    (:func:`node_party`: the deployment runtime and the classroom).
 
     Handlers (Message API):
 
     ``QUERY``
-        replies the node's party index, its sample count and its loss at the model sent.
-    ``TRAIN`` (config ``"server-round"`` = t)
-        block 2: ``parties[i].local_update(theta, lr=lr, epochs=local_epochs, batch_size=batch_size,
-        seed=seed, round=t, index=i)``; replies the update (the pseudo-gradient, float64), the weight
-        ``num-examples`` and the index.
+        replies the node's party index and label, its sample count, its number of parameters
+        and its loss at the model sent.
+    ``TRAIN`` (config: ``server-round`` t, ``lr``, ``local-epochs``, ``batch-size`` (0: full
+    batch), ``seed``)
+        block 2: ``party.local_update(theta, lr=lr, epochs=local_epochs, batch_size=batch_size,
+        seed=seed, round=t, index=i)`` with ``i`` the index the server gave the party; replies the
+        update (the pseudo-gradient, float64) and the weight ``num-examples``.
     ``EVALUATE``
         replies the party's loss at the model sent and its sample count.
 
-    ``seed`` must be the run's root seed (an int): every node must draw the same streams.
+    The server sends the hyperparameters and the run's root seed with every ``TRAIN`` message, so
+    a node needs nothing but its data; every node draws from the same seed's streams.
     """
     F = _flwr()
-    parties = check_parties(parties)
-    lr = valid.positive_float("lr", lr)
-    local_epochs = valid.integer("local_epochs", local_epochs, minimum=1)
-    batch_size = valid.optional_batch_size(batch_size)
+    if parties is not None:
+        parties = check_parties(parties)
     app = F["ClientApp"]()
 
     def party_of(context):
-        raw = context.node_config.get(_PID)
-        try:
-            index = int(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"node_config['{_PID}'] must be a party index 0..{len(parties) - 1}, "
-                             f"got {raw!r}") from None
-        if not 0 <= index < len(parties):
-            raise ValueError(f"node_config['{_PID}'] must be a party index 0..{len(parties) - 1}, got {index}")
-        return index, parties[index]
+        if parties is None:
+            return node_party(context.node_config)
+        index = _index(context.node_config.get(_PID), len(parties))
+        return index, f"party {index}", parties[index]
 
     def theta_of(msg):
         return msg.content["arrays"].to_numpy_ndarrays()[0].astype(np.float64, copy=False)
 
-    def reply(msg, metrics, arrays=None):
+    def reply(msg, metrics, arrays=None, label=None):
         content = {"metrics": F["MetricRecord"](metrics)}
         if arrays is not None:
             content["arrays"] = F["ArrayRecord"]([arrays])
+        if label is not None:
+            content["node"] = F["ConfigRecord"]({"label": label})
         return F["Message"](content=F["RecordDict"](content), reply_to=msg)
 
     @app.query()
     def query(msg, context):
-        index, party = party_of(context)
-        return reply(msg, {_PID: index, "num-examples": party.n_samples, "loss": party.loss(theta_of(msg))})
+        index, label, party = party_of(context)
+        start = initial_theta(None, [party])
+        theta = theta_of(msg)
+        loss = party.loss(start if theta.size == 0 else theta)     # no model sent: the model's own start
+        n_params = start.size
+        return reply(msg, {_PID: index, "num-examples": party.n_samples, "n-params": n_params, "loss": loss},
+                     label=label)
 
     @app.train()
     def train(msg, context):
-        index, party = party_of(context)
-        t = int(msg.content["config"]["server-round"])
-        work = party.local_update(theta_of(msg), lr=lr, epochs=local_epochs, batch_size=batch_size, seed=seed,
-                                  round=t, index=index)
+        _, _, party = party_of(context)
+        config = msg.content["config"]
+        index, t = int(config["party-index"]), int(config["server-round"])
+        batch = int(config["batch-size"])
+        work = party.local_update(theta_of(msg), lr=float(config["lr"]), epochs=int(config["local-epochs"]),
+                                  batch_size=batch or None, seed=int(config["seed"]), round=t, index=index)
         return reply(msg, {_PID: index, "num-examples": party.n_samples}, arrays=work.update)
 
     @app.evaluate()
     def evaluate(msg, context):
-        index, party = party_of(context)
+        index = int(msg.content["config"]["party-index"])
+        _, _, party = party_of(context)
         return reply(msg, {_PID: index, "num-examples": party.n_samples, "loss": party.loss(theta_of(msg))})
 
     return app
 
 
 # --------------------------------------------------------------------------- the server's side
+
+MODES = ("fixed", "classroom")
+
 
 def strategy_class():
     """:class:`CourseStrategy`, built on Flower's ``FedAvg`` when first asked for (Flower loads lazily)."""
@@ -152,6 +228,16 @@ def strategy_class():
 CourseStrategy = None      # set by strategy_class(): a subclass of flwr.serverapp.strategy.FedAvg
 
 
+class _AnsweredRecorder(Recorder):
+    """A Recorder whose global loss averages the parties that answered (classroom: some may leave)."""
+
+    def _global(self, party_losses) -> float:
+        answered = ~np.isnan(party_losses)
+        if not answered.any():
+            return float("nan")
+        return float(self.sizes[answered] @ party_losses[answered] / self.sizes[answered].sum())
+
+
 def _make_strategy_class(F):
     class _CourseStrategy(F["FedAvg"]):
         """Flower's FedAvg loop with the course's blocks: sampling, aggregate, server update, History.
@@ -161,73 +247,172 @@ def _make_strategy_class(F):
         ``("sampling", t)`` of ``seed``), :meth:`aggregate_train` aggregates the parties' updates with
         the course's ``aggregator`` and steps with :func:`~fl_helpers.server.server_update`, and the
         parties' losses after every round land in :attr:`recorder`.
+
+        ``mode="fixed"``: exactly ``n_parties`` nodes, node ``i`` holds party ``i``; a node that
+        fails or does not answer within ``timeout`` stops the run with an error naming it (the
+        result must equal the in-process run). ``mode="classroom"``: the parties are the nodes
+        connected when the instructor starts (``start_file`` exists, ``min_nodes`` joined),
+        numbered by their labels; a node that leaves or does not answer is left out of that
+        round, and the round's ``selected`` and the status file say so.
         """
 
-        def __init__(self, n_parties: int, *, lr, fraction=1.0, seed: int, weighting="samples",
-                     aggregator: Callable | None = None, sizes=None):
+        def __init__(self, n_parties: int | None = None, *, lr, local_epochs: int = 1, batch_size=None,
+                     fraction=1.0, seed: int, weighting="samples", aggregator: Callable | None = None,
+                     mode: str = "fixed", status: str | None = None, start_file: str | None = None,
+                     min_nodes: int = 1):
+            n = 1 if n_parties is None else n_parties
             super().__init__(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=1,
-                             min_evaluate_nodes=n_parties, min_available_nodes=n_parties)
+                             min_evaluate_nodes=1, min_available_nodes=n)
+            self.mode = valid.choice("mode", mode, MODES)
+            if self.mode == "fixed" and n_parties is None:
+                raise ValueError("n_parties must be given in mode='fixed'")
             self.n_parties = n_parties
-            self.lr = lr
+            self.lr, self.local_epochs, self.batch_size = lr, local_epochs, batch_size
             self.fraction = fraction
             self.seed = seed
             self.weighting = weighting
             self.aggregator = aggregator or weighted_sum
+            self.status_path, self.start_file, self.min_nodes = status, start_file, min_nodes
             self.nodes: dict[int, int] = {}           # party index -> Flower node ID
-            self.recorder = Recorder(np.asarray(sizes))
+            self.labels: list[str] = []
+            self.recorder: Recorder | None = None
             self.selected: dict[int, np.ndarray] = {}
             self.info: dict = {}
+            self.events: list[str] = []
             self.theta: np.ndarray | None = None
 
         def summary(self) -> None:                    # Flower logs a summary; the course's runs are quiet
             pass
 
-        def _messages(self, arrays, config, node_ids, kind):
-            record = F["RecordDict"]({"arrays": arrays, "config": config})
-            return [F["Message"](content=record, message_type=kind, dst_node_id=n) for n in node_ids]
+        # ---- the live status (classroom view)
+        def status(self, phase: str, **fields) -> None:
+            if self.status_path is None:
+                return
+            import json
 
-        def discover(self, grid, arrays, timeout):
-            """Ask every node its party index (and its loss at the first model): the QUERY round."""
-            node_ids = _wait_for_nodes(grid, self.n_parties, timeout)
-            replies = grid.send_and_receive(self._messages(arrays, F["ConfigRecord"](), node_ids,
+            rec = self.recorder
+            state = {"phase": phase, "parties": self.labels, "events": self.events[-20:],
+                     "losses": [] if rec is None else [float(v) for v in rec.losses],
+                     "selected": [] if rec is None else [[self.labels[i] for i in s] for s in rec.selected],
+                     **fields}
+            tmp = f"{self.status_path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(state, fh)
+            os.replace(tmp, self.status_path)
+
+        def event(self, text: str) -> None:
+            self.events.append(text)
+            logging.getLogger("flwr").warning(text)
+
+        def _messages(self, arrays, configs, node_ids, kind):
+            return [F["Message"](content=F["RecordDict"]({"arrays": arrays, "config": c}), message_type=kind,
+                                 dst_node_id=n) for c, n in zip(configs, node_ids)]
+
+        def discover(self, grid, theta0, timeout):
+            """Ask every node its party (and its loss at the first model): the QUERY round."""
+            if self.mode == "fixed":
+                node_ids = _wait_for_nodes(grid, self.n_parties, timeout)
+            else:
+                node_ids = self._wait_for_start(grid)
+            probe = np.zeros(0) if theta0 is None else np.asarray(theta0, dtype=np.float64)
+            arrays = F["ArrayRecord"]([probe])
+            replies = grid.send_and_receive(self._messages(arrays, [F["ConfigRecord"]()] * len(node_ids), node_ids,
                                                            F["MessageType"].QUERY), timeout=timeout)
-            losses = np.full(self.n_parties, np.nan)
+            found = {}
             for r in replies:
                 if r.has_error():
-                    raise RuntimeError(f"node {r.metadata.src_node_id} failed to answer: {r.error.reason}")
-                m = r.content["metrics"]
+                    if self.mode == "fixed":
+                        raise RuntimeError(f"node {r.metadata.src_node_id} failed to answer: {r.error.reason}")
+                    self.event(f"node {r.metadata.src_node_id} could not load its data and is left out: "
+                               f"{r.error.reason}")
+                    continue
+                m, label = r.content["metrics"], r.content["node"]["label"]
                 index = int(m[_PID])
-                if index in self.nodes:
-                    raise ValueError(f"two nodes claim party {index}: check each node's {_PID}")
-                self.nodes[index] = r.metadata.src_node_id
-                losses[index] = m["loss"]
-            missing = sorted(set(range(self.n_parties)) - set(self.nodes))
-            if missing:
-                raise ValueError(f"no node answered for parties {missing}: start one node per party "
-                                 f"({_PID} 0..{self.n_parties - 1})")
-            self.theta = np.asarray(arrays.to_numpy_ndarrays()[0], dtype=np.float64)
-            self.recorder.record(0, self.theta, losses)
+                if self.mode == "classroom":
+                    index = label                      # numbered below, by label
+                if index in found:
+                    if self.mode == "fixed":
+                        raise ValueError(f"two nodes claim party {index}: check each node's {_PID}")
+                    self.event(f"{label} joined twice (nodes {found[index][0]} and {r.metadata.src_node_id}): "
+                               f"the second copy is left out, or its data would count twice")
+                    continue
+                found[index] = (r.metadata.src_node_id, label, int(m["num-examples"]), int(m["n-params"]),
+                                float(m["loss"]))
+            if self.mode == "fixed":
+                missing = sorted(set(range(self.n_parties)) - set(found))
+                if missing:
+                    raise ValueError(f"no node answered for parties {missing} within {timeout:g} s: start one node "
+                                     f"per party ({_PID} 0..{self.n_parties - 1})")
+                order = list(range(self.n_parties))
+            else:
+                order = sorted(found, key=_label_order)
+                if not order:
+                    raise RuntimeError(f"no node answered within {timeout:g} s: nobody to train with")
+                self.n_parties = len(order)
+            entries = [found[k] for k in order]
+            sizes_params = {e[3] for e in entries}
+            if len(sizes_params) > 1:
+                raise ValueError(f"the nodes' models have different numbers of parameters: "
+                                 f"{ {e[1]: e[3] for e in entries} }")
+            self.nodes = {i: e[0] for i, e in enumerate(entries)}
+            self.labels = [e[1] for e in entries]
+            self.recorder = (Recorder if self.mode == "fixed" else _AnsweredRecorder)([e[2] for e in entries])
+            # theta0=None (the classroom): zeros, the start of the course's GLMs, which each node evaluated
+            self.theta = np.zeros(entries[0][3]) if theta0 is None else probe.copy()
+            self.recorder.record(0, self.theta, np.array([e[4] for e in entries]))
+            self.status("training", round=0)
+            return F["ArrayRecord"]([self.theta.copy()])
+
+        def _wait_for_start(self, grid) -> list[int]:
+            """Classroom: wait until ``min_nodes`` have joined and the instructor said start (the start file)."""
+            while True:
+                node_ids = sorted(grid.get_node_ids())
+                self.status("waiting", joined=len(node_ids), min_nodes=self.min_nodes)
+                if len(node_ids) >= self.min_nodes and (self.start_file is None or os.path.exists(self.start_file)):
+                    return node_ids
+                time.sleep(0.2)
+
+        def _config(self, server_round, index):
+            return F["ConfigRecord"]({"server-round": server_round, "party-index": int(index), "lr": float(self.lr),
+                                      "local-epochs": int(self.local_epochs), "batch-size": int(self.batch_size or 0),
+                                      "seed": int(self.seed)})
 
         def configure_train(self, server_round, arrays, config, grid):
             draw = None if self.fraction == 1.0 else randomness.generator(self.seed, "sampling", server_round)
             selected = sample_parties(self.n_parties, self.fraction, draw)
             self.selected[server_round] = selected
             sent = broadcast(self.theta, selected)                                             # 1. broadcast
-            config["server-round"] = server_round
             self.info = {"bytes_down": len(selected) * sent.nbytes}
-            return self._messages(F["ArrayRecord"]([np.array(sent)]), config,
+            self.status("training", round=server_round, participants=[self.labels[i] for i in selected])
+            return self._messages(F["ArrayRecord"]([np.array(sent)]), [self._config(server_round, i) for i in selected],
                                   [self.nodes[int(i)] for i in selected], F["MessageType"].TRAIN)
 
+        def _usable(self, server_round, replies, what):
+            """The replies without errors; in fixed mode any error or silence stops the run."""
+            good, bad = [], []
+            for r in replies:
+                (bad if r.has_error() else good).append(r)
+            for r in bad:
+                text = (f"round {server_round}: node {r.metadata.src_node_id} failed to {what}: "
+                        f"{r.error.reason}")
+                if self.mode == "fixed":
+                    raise RuntimeError(text)
+                self.event(text + "; left out of this round")
+            return good
+
         def aggregate_train(self, server_round, replies):
-            replies = list(replies)
-            bad = [r for r in replies if r.has_error()]
-            if bad:
-                raise RuntimeError(f"round {server_round}: {len(bad)} node(s) failed: {bad[0].error.reason}")
+            replies = self._usable(server_round, replies, "train")
             by_party = sorted(replies, key=lambda r: int(r.content["metrics"][_PID]))
-            selected = np.array([int(r.content["metrics"][_PID]) for r in by_party])
-            if not np.array_equal(selected, self.selected[server_round]):
-                raise RuntimeError(f"round {server_round}: replies from parties {selected.tolist()}, "
-                                   f"sent to {self.selected[server_round].tolist()}")
+            selected = np.array([int(r.content["metrics"][_PID]) for r in by_party], dtype=np.int64)
+            sent = self.selected[server_round]
+            if not np.array_equal(selected, sent):
+                missing = [self.labels[i] for i in sorted(set(sent.tolist()) - set(selected.tolist()))]
+                if self.mode == "fixed" or not len(selected):
+                    raise RuntimeError(f"round {server_round}: no reply from {', '.join(missing) or 'nobody'} "
+                                       f"within {self.timeout:g} s (replies from {selected.tolist()}, "
+                                       f"sent to {sent.tolist()})")
+                self.event(f"round {server_round}: no reply from {', '.join(missing)} within {self.timeout:g} s; "
+                           f"the round uses the {len(selected)} of {len(sent)} parties that answered")
             updates = np.stack([r.content["arrays"].to_numpy_ndarrays()[0] for r in by_party])
             counts = np.array([float(r.content["metrics"]["num-examples"]) for r in by_party])
             weights = aggregation_weights(counts, self.weighting)
@@ -239,24 +424,73 @@ def _make_strategy_class(F):
             self.info.update(bytes_up=wire.nbytes(updates) + wire.nbytes(counts), selected=selected)
             return F["ArrayRecord"]([self.theta.copy()]), None
 
+        def _losses(self, server_round, replies):
+            losses = np.full(self.n_parties, np.nan)
+            for r in self._usable(server_round, replies, "evaluate"):
+                losses[int(r.content["metrics"][_PID])] = r.content["metrics"]["loss"]
+            silent = [self.labels[i] for i in np.flatnonzero(np.isnan(losses))]
+            if silent and self.mode == "fixed":
+                raise RuntimeError(f"round {server_round}: no loss from {', '.join(silent)} within {self.timeout:g} s")
+            if silent:
+                self.event(f"round {server_round}: no loss from {', '.join(silent)}; the global loss averages the "
+                           f"parties that answered")
+            return losses
+
         def aggregate_evaluate(self, server_round, replies):
             if self.recorder.diverged_at is not None:     # as train: nothing is recorded after divergence
                 return None
-            losses = np.full(self.n_parties, np.nan)
-            for r in replies:
-                if r.has_error():
-                    raise RuntimeError(f"round {server_round}: node {r.metadata.src_node_id} failed to "
-                                       f"evaluate: {r.error.reason}")
-                losses[int(r.content["metrics"][_PID])] = r.content["metrics"]["loss"]
-            self.recorder.record(server_round, self.theta, losses, **self.info)
+            losses = self._losses(server_round, replies)
+            if not self.recorder.record(server_round, self.theta, losses, **self.info):
+                self.event(f"the run diverged at round {server_round}: {self.recorder.diverged_reason}")
+            self.status("training", round=server_round)
             return None
 
         def configure_evaluate(self, server_round, arrays, config, grid):
-            config["server-round"] = server_round
-            return self._messages(arrays, config, [self.nodes[i] for i in range(self.n_parties)],
-                                  F["MessageType"].EVALUATE)
+            return self._messages(arrays, [self._config(server_round, i) for i in range(self.n_parties)],
+                                  [self.nodes[i] for i in range(self.n_parties)], F["MessageType"].EVALUATE)
+
+        def run(self, grid, theta0, *, rounds: int, timeout: float):
+            """The QUERY round, then ``rounds`` rounds of Flower's loop (replies polled every 20 ms)."""
+            self.timeout = timeout
+            grid = _FastGrid(grid)
+            arrays = self.discover(grid, theta0, timeout)
+            self.start(grid=grid, initial_arrays=arrays, num_rounds=rounds, timeout=timeout)
+            self.status("done", round=len(self.recorder.losses) - 1)
 
     return _CourseStrategy
+
+
+def _label_order(label: str):
+    """'party 2' < 'party 10' < 'csv a.csv': classroom parties first by number, then the CSV nodes."""
+    kind, _, rest = label.partition(" ")
+    return (0, int(rest), "") if kind == "party" and rest.isdigit() else (1, 0, label)
+
+
+class _FastGrid:
+    """Flower's grid with a 20 ms reply poll (its ``send_and_receive`` sleeps 3 s between polls).
+
+    Everything else is Flower's: ``push_messages``, ``pull_messages``, ``get_node_ids`` ...
+    """
+
+    POLL = 0.02
+
+    def __init__(self, grid):
+        self._grid = grid
+
+    def __getattr__(self, name):
+        return getattr(self._grid, name)
+
+    def send_and_receive(self, messages, *, timeout=None):
+        pending = set(self._grid.push_messages(messages))
+        end = None if timeout is None else time.monotonic() + timeout
+        replies = []
+        while pending and (end is None or time.monotonic() < end):
+            got = list(self._grid.pull_messages(pending))
+            replies.extend(got)
+            pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            if pending:
+                time.sleep(self.POLL)
+        return replies
 
 
 def _wait_for_nodes(grid, n: int, timeout: float) -> list[int]:
@@ -279,18 +513,49 @@ def server_app(strategy, theta0, *, rounds: int, timeout: float = 600.0):
 
     @app.main()
     def main(grid, context):
-        arrays = F["ArrayRecord"]([np.asarray(theta0, dtype=np.float64)])
-        strategy.discover(grid, arrays, timeout)
-        strategy.start(grid=grid, initial_arrays=arrays, num_rounds=rounds, timeout=timeout)
+        strategy.run(grid, theta0, rounds=rounds, timeout=timeout)
 
     return app
+
+
+def deployment_apps():
+    """``(server, client)``: the apps a deployed federation runs (``flwr run`` loads them).
+
+    The server reads its whole configuration from the file named by the run config's ``spec``
+    (written by :func:`run` or the classroom's ``serve``): the strategy's arguments, ``theta0``,
+    ``rounds``, ``timeout``, and where to write the result (``out``: the History, or the error).
+    The client is :func:`client_app` without parties: every node loads its own.
+    """
+    F = _flwr()
+    server = F["ServerApp"]()
+
+    @server.main()
+    def main(grid, context):
+        import pickle
+
+        with open(context.run_config["spec"], "rb") as fh:
+            spec = pickle.load(fh)            # written by this machine's run() / classroom serve
+        strategy = strategy_class()(**spec["strategy"])
+        try:
+            strategy.run(grid, spec["theta0"], rounds=spec["rounds"], timeout=spec["timeout"])
+            result = {"history": strategy.recorder.history(engine=spec["engine"], device="cpu"),
+                      "labels": strategy.labels, "events": strategy.events}
+        except Exception as exc:                                       # reported by the caller, with the logs
+            result = {"error": f"{type(exc).__name__}: {exc}", "events": strategy.events}
+            strategy.status("failed", message=result["error"])
+        tmp = spec["out"] + ".tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump(result, fh)
+        os.replace(tmp, spec["out"])
+
+    return server, client_app(None)
 
 
 # --------------------------------------------------------------------------- one call
 
 def run(parties, *, lr, rounds: int, local_epochs: int = 1, batch_size=None, fraction=1.0,
         weighting="samples", theta0=None, seed: int | None = None, aggregator: Callable | None = None,
-        runtime: str = "simulation", timeout: float = 600.0) -> History:
+        runtime: str = "simulation", timeout: float = 120.0, workdir=None) -> History:
     """:func:`fl_helpers.fedavg` on Flower: the same arguments, the same :class:`~fl_helpers.History`.
 
     Parameters
@@ -302,43 +567,127 @@ def run(parties, *, lr, rounds: int, local_epochs: int = 1, batch_size=None, fra
     aggregator : callable, optional
         Block 3, as in :func:`fl_helpers.train` (e.g. :func:`fl_helpers.robust.median`'s adapter
         ``robust.Median()``); default the sample-weighted mean.
-    runtime : {"simulation"}
-        Flower's simulation runtime (``flwr.simulation.run_simulation``: each node a Ray actor).
+    runtime : {"simulation", "deployment"}
+        ``"simulation"``: Flower's simulation runtime (``flwr.simulation.run_simulation``: each node a
+        Ray actor, one process). ``"deployment"``: Flower's deployment runtime on this machine
+        (:class:`~fl_helpers.interop.federation.LocalFederation`): a ``flower-superlink`` process and
+        one ``flower-supernode`` process per party on 127.0.0.1, each node loading its own party from
+        a file; the run is submitted with ``flwr run``; every process is stopped at the end.
     timeout : float
-        Seconds the server waits for the nodes' replies in each round.
+        Seconds the server waits for the nodes' replies in each round (and for the nodes to connect).
+    workdir : path, optional
+        Deployment only: where the logs and files go (a temporary directory by default, removed unless
+        the run fails; then the error names it).
 
     Returns
     -------
     History
         ``thetas``, ``losses``, ``party_losses``, ``bytes_up``/``bytes_down`` (the float64 updates and
-        weights up, the model down), ``selected``; ``engine="flower-simulation"``.
+        weights up, the model down), ``selected``; ``engine="flower-simulation"`` or
+        ``"flower-deployment"``.
     """
     parties = check_parties(parties)
     runtime = valid.choice("runtime", runtime, RUNTIMES)
     lr = valid.positive_float("lr", lr)
     rounds = valid.integer("rounds", rounds, minimum=0)
+    local_epochs = valid.integer("local_epochs", local_epochs, minimum=1)
+    batch_size = valid.optional_batch_size(batch_size)
     fraction = valid.fraction(fraction)
     weighting = valid.choice("weighting", weighting, WEIGHTINGS)
+    timeout = valid.positive_float("timeout", timeout)
     if aggregator is not None and not callable(aggregator):
         raise TypeError(f"aggregator must be callable or None, got {type(aggregator).__name__}")
     theta = initial_theta(theta0, parties)
     root = randomness.root_seed(seed)
     if aggregator is not None and hasattr(aggregator, "start"):
         aggregator.start(theta, len(parties))
-    strategy = strategy_class()(len(parties), lr=lr, fraction=fraction, seed=root, weighting=weighting,
-                                aggregator=aggregator, sizes=[p.n_samples for p in parties])
-    clients = client_app(parties, lr=lr, local_epochs=local_epochs, batch_size=batch_size, seed=root)
+    settings = dict(lr=lr, local_epochs=local_epochs, batch_size=batch_size, fraction=fraction, seed=root,
+                    weighting=weighting, aggregator=aggregator)
+    if runtime == "deployment":
+        return _run_deployment(parties, settings, theta, rounds=rounds, timeout=timeout, workdir=workdir)
+    _flwr()
+    strategy = strategy_class()(len(parties), **settings)
     server = server_app(strategy, theta, rounds=rounds, timeout=timeout)
-    from flwr.simulation import run_simulation
+    with _quiet(), _without_tensorflow(parties):
+        from flwr.simulation import run_simulation
 
-    with _quiet():
-        run_simulation(server_app=server, client_app=clients, num_supernodes=len(parties),
+        _start_ray(parties)
+        run_simulation(server_app=server, client_app=client_app(parties), num_supernodes=len(parties),
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                                        "init_args": {"logging_level": "error", "log_to_driver": False}})
-    if strategy.recorder.losses and len(strategy.recorder.losses) != rounds + 1 and not strategy.recorder.diverged_at:
+    if strategy.recorder is None:
+        raise RuntimeError("the Flower simulation stopped before its first round (see Flower's log above)")
+    if len(strategy.recorder.losses) != rounds + 1 and not strategy.recorder.diverged_at:
         raise RuntimeError(f"the Flower run stopped after {len(strategy.recorder.losses) - 1} of {rounds} rounds "
                            f"(see Flower's log above)")
     return strategy.recorder.history(engine=f"flower-{runtime}", device="cpu")
+
+
+def _run_deployment(parties, settings, theta, *, rounds, timeout, workdir) -> History:
+    import pickle
+
+    from .federation import LocalFederation, write_app
+
+    with LocalFederation(workdir) as fed:
+        data = fed.workdir / "parties"
+        data.mkdir(exist_ok=True)
+        for i, party in enumerate(parties):          # each node's partition: its own file
+            with open(data / f"party-{i}.pkl", "wb") as fh:
+                pickle.dump(party, fh)
+        out = fed.workdir / "result.pkl"
+        spec = {"strategy": dict(n_parties=len(parties), **settings), "theta0": theta, "rounds": rounds,
+                "timeout": timeout, "out": str(out), "engine": "flower-deployment"}
+        with open(fed.workdir / "spec.pkl", "wb") as fh:
+            pickle.dump(spec, fh)
+        app = write_app(fed.workdir / "app")
+        for i in range(len(parties)):
+            fed.add_node(f"node-{i}", {_PID: i, "party-file": str(data / f"party-{i}.pkl")})
+        fed.submit(app, {"spec": str(fed.workdir / "spec.pkl")}, timeout=60 + timeout * (2 * rounds + 3),
+                   watch=tuple(f"node-{i}" for i in range(len(parties))))
+        if not out.exists():
+            raise fed.fail("the ServerApp ended without writing a result", "run")
+        with open(out, "rb") as fh:
+            result = pickle.load(fh)
+        if "error" in result:
+            raise fed.fail(f"the Flower run failed: {result['error']}", "run")
+        return result["history"]
+
+
+def _uses_tensorflow(parties) -> bool:
+    return any(type(p.model).__name__ == "KerasModel" for p in parties)
+
+
+@contextlib.contextmanager
+def _without_tensorflow(parties):
+    """Flower's simulation imports TensorFlow when it is installed (for GPU memory settings); the
+    course's NumPy parties do not need it, and each import costs seconds: hide it while Flower loads."""
+    if _uses_tensorflow(parties) or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.modules["tensorflow"] = None            # `import tensorflow` now raises ModuleNotFoundError
+    try:
+        yield
+    finally:
+        if sys.modules.get("tensorflow", 0) is None:
+            del sys.modules["tensorflow"]
+
+
+def _skip_tensorflow() -> None:
+    """Ray's worker set-up hook: the same for each simulation worker (see :func:`_without_tensorflow`)."""
+    sys.modules.setdefault("tensorflow", None)
+
+
+def _start_ray(parties) -> None:
+    """Start Ray as Flower would (its PYTHONPATH), plus a hook that keeps TensorFlow out of NumPy workers."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    pythonpath = os.pathsep.join(sys.path + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    runtime_env = {"env_vars": {"PYTHONPATH": pythonpath}}
+    if not _uses_tensorflow(parties):
+        runtime_env["worker_process_setup_hook"] = "fl_helpers.interop.flower._skip_tensorflow"
+    ray.init(runtime_env=runtime_env, include_dashboard=False, logging_level="error", log_to_driver=False)
 
 
 @contextlib.contextmanager
