@@ -289,23 +289,6 @@ def flower_processes() -> list[str]:
     return [line for line in out if "<defunct>" not in line and any(k in line for k in FLOWER_COMMANDS)]
 
 
-def test_deployment_runtime_equals_fedavg_and_cleans_up():
-    from fl_helpers.interop import flower
-
-    parties = make_parties(n=2)           # each message starts a process per node: two nodes keep it short
-    before = flower_processes()
-    kw = dict(lr=0.05, rounds=1, local_epochs=2, batch_size=8, fraction=0.5, seed=3)
-    h = flower.run(parties, runtime="deployment", timeout=60, **kw)
-    ref = fl.fedavg(parties, **kw)
-    assert h.engine == "flower-deployment"
-    np.testing.assert_allclose(h.thetas, ref.thetas, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(h.party_losses, ref.party_losses, rtol=1e-12, atol=1e-14)
-    assert [x.tolist() for x in h.selected] == [x.tolist() for x in ref.selected]
-    np.testing.assert_array_equal(h.bytes_up, ref.bytes_up)
-    time.sleep(0.5)
-    assert flower_processes() == before                      # nothing left running
-
-
 def test_a_superlink_that_cannot_start_is_reported_with_its_log_kept(tmp_path):
     from fl_helpers.interop.federation import FederationError, LocalFederation
 
@@ -321,9 +304,10 @@ def test_a_superlink_that_cannot_start_is_reported_with_its_log_kept(tmp_path):
 
 
 def test_a_secure_classroom_on_real_processes(tmp_path):
-    """serve --secure (TLS, registered laptops only) and three students: a partition and a CSV with
-    registered keys, one with a key nobody registered. One round: fl.fedavg's numbers; the third is
-    refused with a message; every process stopped."""
+    """The deployment runtime end to end: serve --secure (TLS, registered laptops only) and three
+    students: a partition and a CSV with registered keys, one with a key nobody registered. One round
+    of FedSGD: fl.fedavg's and a hand-written step's numbers; the third is refused with a message;
+    every process stopped. (Notebook 17 runs flower.run(runtime="deployment") against fl.fedavg.)"""
     from fl_helpers.interop import classroom as C
     from fl_helpers.interop.federation import free_port, make_node_key
 
@@ -359,8 +343,14 @@ def test_a_secure_classroom_on_real_processes(tmp_path):
             s.terminate()
     said = [s.communicate(timeout=30)[0] for s in students]
     h = result["h"]
-    ref = fl.fedavg([C.party(6), C.party_from_csv(csv_path)], lr=0.1, rounds=1, seed=0)
+    six, mine = C.party(6), C.party_from_csv(csv_path)
+    ref = fl.fedavg([six, mine], lr=0.1, rounds=1, seed=0)
     np.testing.assert_allclose(h.thetas, ref.thetas, rtol=1e-12, atol=1e-14)
+    # one epoch of full-batch local work is FedSGD: theta_1 = -lr * sample-weighted gradient at 0, by hand
+    grads = [2 / p.n_samples * np.c_[np.ones(p.n_samples), p.data[0]].T @ (0 - p.data[1]) for p in (six, mine)]
+    by_hand = -0.1 * (six.n_samples * grads[0] + mine.n_samples * grads[1]) / (six.n_samples + mine.n_samples)
+    np.testing.assert_allclose(h.thetas[1], by_hand, rtol=1e-12, atol=1e-14)
+    assert h.engine == "flower-classroom" and h.selected[0].tolist() == [0, 1]
     assert any(line.startswith("round 1: 2 parties (party 6, csv mine.csv), loss") for line in lines), lines
     assert (srv / "loss.png").stat().st_size > 1000 and (srv / "history.pkl").exists()
     for text in said[:2]:

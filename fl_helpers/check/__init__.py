@@ -23,6 +23,7 @@ from .dashboard import bytes_per_round, largest_stable_lr
 from .drift import fedprox_local_update, fedprox_with_momentum
 from .federated import fixed_point, local_gradient, weighted_aggregate
 from .hospitals import fine_tune, pooled_moments
+from .interop import answered_loss
 from .iot import device_calibration, offset_and_gain
 from .noniid import dirichlet_mixes, more_rounds
 from .privacy import noise_for_epsilon, recover_digit
@@ -47,5 +48,6 @@ __all__ = [
     "lending_decision", "undo_oversampling",
     "fake_item_precision", "item_gradient", "user_step",
     "device_calibration", "offset_and_gain",
+    "answered_loss",
     "encrypted_dot", "psi_double_blind", "round_cost",
 ]

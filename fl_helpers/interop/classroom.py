@@ -340,7 +340,7 @@ def join(server: str, *, party: int | None = None, csv_path=None, ca=None, key=N
                             start_new_session=True)
     tail: list[str] = []
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    lost = False
+    connected = False
     try:
         for line in proc.stdout:
             tail = (tail + [line.rstrip()])[-20:]
@@ -349,15 +349,13 @@ def join(server: str, *, party: int | None = None, csv_path=None, ca=None, key=N
             elif "Sending: train" in line:
                 out("  sent this round's update")
             elif "SuperNode ID" in line:
-                lost = False
+                connected = True
                 out("connected; waiting for the instructor to start")
+            elif "SuperNode terminated" in line:
+                break
             elif "Exit Code:" in line:                  # Flower gave up (e.g. 305: refused); its helpers may linger
                 tail += [next(proc.stdout, "").rstrip() for _ in range(3)]
                 break
-            elif "Connection attempt failed" in line and not lost:
-                lost = True
-                out(f"lost the server (the class ended or the server restarted); trying again for up to "
-                    f"{max_wait:g} s; Ctrl-C leaves")
     except KeyboardInterrupt:
         out("Left the class.")
         return 0
@@ -376,9 +374,11 @@ def join(server: str, *, party: int | None = None, csv_path=None, ca=None, key=N
         out("The server refused this laptop: in a secure class, send your .pub file to the instructor "
             "(join --make-key NAME makes one) and join with --key NAME.key and --ca ca.pem")
         return 3
-    if code != 0:
-        out(f"The connection ended (code {code}): the server may have stopped; last lines:\n" + "\n".join(tail[-5:]))
+    if code not in (0, None, -signal.SIGTERM) or not connected:
+        out(f"The connection ended (code {code}) before the class started; last lines:\n" + "\n".join(tail[-5:]))
         return 1
+    out("The server closed the connection: the class has ended, or the instructor restarted the server (then run "
+        "this command again to rejoin; the new run starts from scratch, nothing of the old one is mixed in).")
     return 0
 
 

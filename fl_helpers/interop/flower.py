@@ -383,6 +383,7 @@ def _make_strategy_class(F):
             self.selected[server_round] = selected
             sent = broadcast(self.theta, selected)                                             # 1. broadcast
             self.info = {"bytes_down": len(selected) * sent.nbytes}
+            self._round_start = time.perf_counter()
             self.status("training", round=server_round, participants=[self.labels[i] for i in selected])
             return self._messages(F["ArrayRecord"]([np.array(sent)]), [self._config(server_round, i) for i in selected],
                                   [self.nodes[int(i)] for i in selected], F["MessageType"].TRAIN)
@@ -440,7 +441,9 @@ def _make_strategy_class(F):
             if self.recorder.diverged_at is not None:     # as train: nothing is recorded after divergence
                 return None
             losses = self._losses(server_round, replies)
-            if not self.recorder.record(server_round, self.theta, losses, **self.info):
+            seconds = time.perf_counter() - self._round_start     # the round's wall time: train + evaluate
+            if not self.recorder.record(server_round, self.theta, losses, **self.info,
+                                        metrics={"seconds": seconds}):
                 self.event(f"the run diverged at round {server_round}: {self.recorder.diverged_reason}")
             self.status("training", round=server_round)
             return None
@@ -583,8 +586,8 @@ def run(parties, *, lr, rounds: int, local_epochs: int = 1, batch_size=None, fra
     -------
     History
         ``thetas``, ``losses``, ``party_losses``, ``bytes_up``/``bytes_down`` (the float64 updates and
-        weights up, the model down), ``selected``; ``engine="flower-simulation"`` or
-        ``"flower-deployment"``.
+        weights up, the model down), ``selected``, ``metrics["seconds"]`` (each round's wall time,
+        its TRAIN and EVALUATE exchanges); ``engine="flower-simulation"`` or ``"flower-deployment"``.
     """
     parties = check_parties(parties)
     runtime = valid.choice("runtime", runtime, RUNTIMES)
