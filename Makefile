@@ -20,7 +20,7 @@ help:
 	@echo "make voila      serve the live-demo dashboard with Voila (instructors)"
 	@echo "make notebooks  re-execute and save every notebook (after changing one)"
 	@echo "make bench      run the benchmarks"
-	@echo "make federation a Flower SuperLink and 4 SuperNodes on this machine, compared with fl.fedavg"
+	@echo "make federation a Flower SuperLink and 3 SuperNodes on this machine, compared with fl.fedavg"
 	@echo "make classroom  the instructor's classroom server (ARGS='--rounds 10 --min-students 5 --secure' ...)"
 	@echo "make join SERVER=host:port PARTY=k   (or CSV=file.csv; CA=ca.pem KEY=you.key in a secure class)"
 	@echo "make gpu-check  on an NVIDIA GPU machine: GPU build, TensorFlow engine tests and parity on the GPU, N = 1e4..1e6 timings"

@@ -126,6 +126,36 @@ def test_a_diverging_run_is_reported_as_fl_fedavg_reports_it():
     assert any(f"diverged at round {ref.diverged_at}" in e for e in s.events)
 
 
+def test_a_model_that_overflows_ends_the_run_as_fl_fedavg_ends_it():
+    from fl_helpers.interop import flower
+
+    parties = make_parties(n=3)
+    grid = LoopbackGrid({i: (flower.client_app(parties), {"partition-id": i}) for i in range(3)})
+    s = strategy(n_parties=3, lr=1e300, seed=0)
+    s.run(grid, np.zeros(4), rounds=5, timeout=5)         # no node is sent a non-finite model
+    h = s.recorder.history(engine="loopback", device="cpu")
+    ref = fl.fedavg(parties, lr=1e300, rounds=5)
+    assert h.diverged_at == ref.diverged_at == 1 and h.diverged_reason == ref.diverged_reason
+    assert h.rounds == 0 and not any("failed" in e for e in s.events)
+
+
+def test_two_students_with_files_of_the_same_name_are_two_parties(tmp_path):
+    from fl_helpers.interop import classroom as C
+    from fl_helpers.interop import flower
+
+    paths = []
+    for k, rows in enumerate((slice(0, 9), slice(9, 20))):
+        X, y, _ = fl.load_dataset("diabetes")
+        (tmp_path / str(k)).mkdir()
+        paths.append(tmp_path / str(k) / "mine.csv")
+        np.savetxt(paths[-1], np.c_[X[rows], y[rows]], delimiter=",", header=",".join(C.COLUMNS), comments="")
+    app = flower.client_app(None)
+    grid = LoopbackGrid({1: (app, {"csv": str(paths[0])}), 2: (app, {"csv": str(paths[1])})})
+    s = strategy(lr=0.1, seed=0, mode="classroom", min_nodes=2)
+    s.run(grid, None, rounds=1, timeout=1)
+    assert len(s.labels) == 2 and s.labels[0] != s.labels[1] and not s.events
+
+
 def test_fixed_mode_stops_with_the_silent_party_named():
     from fl_helpers.interop import flower
 
@@ -133,7 +163,7 @@ def test_fixed_mode_stops_with_the_silent_party_named():
     app = flower.client_app(parties)
     grid = LoopbackGrid({i: (app, {"partition-id": i}) for i in range(3)}, silent_from={2: 2})
     s = strategy(n_parties=3, lr=0.05, seed=0)
-    with pytest.raises(RuntimeError, match=r"round 2: no reply from party 2 within 0.2 s"):
+    with pytest.raises(RuntimeError, match=r"round 2: no usable reply from party 2 within 0.2 s"):
         s.run(grid, np.zeros(4), rounds=3, timeout=0.2)
     assert len(s.recorder.losses) == 2                     # rounds 0 and 1, nothing after
 
@@ -159,9 +189,10 @@ def test_classroom_a_student_who_leaves_is_left_out_and_the_round_says_so(tmp_pa
     s = strategy(lr=0.1, seed=0, mode="classroom", status=str(tmp_path / "status.json"), min_nodes=3)
     s.run(grid, None, rounds=3, timeout=0.2)
     h = s.recorder.history(engine="loopback", device="cpu")
-    assert s.labels == ["party 0", "party 3", "csv mine.csv"]             # numbered by label, CSV last
+    assert [label.split("#")[0] for label in s.labels] == ["party 0", "party 3", "csv mine.csv"]   # by label, CSV last
     assert [x.tolist() for x in h.selected] == [[0, 1, 2], [0, 2], [0, 2]]
-    assert any("round 2: no reply from party 3 within 0.2 s; the round uses the 2 of 3 parties" in e for e in s.events)
+    assert any("round 2: no usable reply from party 3 within 0.2 s; the round uses the 2 of 3 parties that answered"
+               in e for e in s.events)
     # the reference: FedAvg steps written out, from the round-1 model, over the two who stayed
     p0, p3, mine = C.party(0), C.party(3), C.party_from_csv(csv_path)
     theta = fl.fedavg([p0, p3, mine], lr=0.1, rounds=1, seed=0).thetas[1]
@@ -178,7 +209,7 @@ def test_classroom_a_student_who_leaves_is_left_out_and_the_round_says_so(tmp_pa
     import json
 
     state = json.loads((tmp_path / "status.json").read_text())
-    assert state["phase"] == "done" and state["selected"][-1] == ["party 0", "csv mine.csv"]
+    assert state["phase"] == "done" and state["selected"][-1] == ["party 0", s.labels[2]]
 
 
 def test_classroom_the_same_partition_twice_counts_once(tmp_path):
@@ -236,6 +267,15 @@ def test_classroom_partitions_and_csv():
     np.testing.assert_allclose(Xs.mean(axis=0), 0, atol=1e-12)          # standardised with the full table's
     np.testing.assert_allclose(Xs.std(axis=0), 1, rtol=1e-12)
     np.testing.assert_allclose(C.party(7).data[0], ps[7].data[0])
+
+
+def test_a_file_that_is_not_csv_text_gets_one_clear_sentence(tmp_path):
+    from fl_helpers.interop import classroom as C
+
+    path = tmp_path / "sheet.csv"
+    path.write_bytes(b"PK\x03\x04\xff\xfe binary spreadsheet")
+    with pytest.raises(C.StudentError, match="sheet.csv is not a CSV text file"):
+        C.party_from_csv(path)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -351,7 +391,7 @@ def test_a_secure_classroom_on_real_processes(tmp_path):
     by_hand = -0.1 * (six.n_samples * grads[0] + mine.n_samples * grads[1]) / (six.n_samples + mine.n_samples)
     np.testing.assert_allclose(h.thetas[1], by_hand, rtol=1e-12, atol=1e-14)
     assert h.engine == "flower-classroom" and h.selected[0].tolist() == [0, 1]
-    assert any(line.startswith("round 1: 2 parties (party 6, csv mine.csv), loss") for line in lines), lines
+    assert any(line.startswith("round 1: 2 parties (party 6, csv mine.csv#") for line in lines), lines
     assert (srv / "loss.png").stat().st_size > 1000 and (srv / "history.pkl").exists()
     for text in said[:2]:
         assert "connected; waiting for the instructor to start" in text and "sent this round's update" in text

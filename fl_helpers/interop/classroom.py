@@ -28,9 +28,15 @@ CSV with wrong columns stop with one clear message, never a stack trace.
 What the server sees of a student's data: the sample count, the loss of each model sent, and each
 round's update (the change of the model after local training). It never receives a row; but an
 update can leak a lot about the rows behind it (notebook 08 reconstructs a record from one
-gradient). ``--secure`` adds what Flower offers against outsiders (TLS: a certificate the students
-check; node authentication: only registered laptops join) and nothing against a curious server:
-that needs secure aggregation or differential privacy (notebooks 08 and 09).
+gradient). ``--secure`` adds TLS (a certificate the students check: they talk to the instructor's
+laptop, and nobody on the network reads the updates) and node authentication (the SuperLink
+refuses nodes whose key the instructor did not register). It does nothing against a curious server:
+that needs secure aggregation or differential privacy (notebooks 08 and 09). And it does not make the
+instructor's laptop safe on a hostile network: Flower 1.42 serves its Control API (``flwr run``,
+``flwr stop``, ``flwr supernode register``) on the same port as the nodes' API, and without
+Flower's account login (not part of the open-source SuperLink) it accepts these commands from
+anyone who can reach the port. Run a class on a network you trust (a classroom or lab network, not
+a public Wi-Fi), and stop the server after class.
 """
 
 from __future__ import annotations
@@ -105,6 +111,15 @@ def party_from_csv(path) -> Party:
     path = Path(path)
     if not path.is_file():
         raise StudentError(f"csv file not found: {path}")
+    try:
+        return _read_csv(path)
+    except (UnicodeDecodeError, csv.Error):
+        raise StudentError(f"{path.name} is not a CSV text file (save it as CSV, UTF-8)") from None
+    except OSError as exc:
+        raise StudentError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_csv(path: Path) -> Party:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
@@ -168,8 +183,19 @@ def serve(*, rounds: int = 10, lr: float = 0.1, local_epochs: int = 1, batch_siz
     ``loss.png``, ``history.pkl`` and, with ``secure``, ``certs/ca.pem`` (give it to the students)
     and ``keys/`` (drop each student's ``.pub`` file there: it is registered within a second).
     """
+    from .. import validation as valid
     from ..history import History  # noqa: F401  (the pickled result holds one)
     from .federation import LocalFederation, make_certificates, write_app
+
+    rounds = valid.integer("rounds", rounds, minimum=1)               # checked before any student joins
+    lr = valid.positive_float("lr", lr)
+    local_epochs = valid.integer("local_epochs", local_epochs, minimum=1)
+    batch_size = valid.optional_batch_size(batch_size)
+    fraction = valid.fraction(fraction)
+    min_students = valid.integer("min_students", min_students, minimum=1)
+    port = valid.integer("port", port, minimum=1, maximum=65535)
+    timeout = valid.positive_float("timeout", timeout)
+    seed = valid.integer("seed", seed, minimum=0)
 
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -240,20 +266,24 @@ def _enter_starts(start: Path, out) -> None:
 def _live_view(fed, status: Path, runner, directory: Path, secure: bool, out) -> None:
     """Print what changes in the status file (joins, rounds, events) until the run ends."""
     seen_events, joined, shown_round = 0, -1, -1
-    registered: set[str] = set()
-    while runner.is_alive():
+    registered: set[tuple] = set()
+    while True:
+        last = not runner.is_alive()          # one more pass after the run ended: its last rounds
         if secure:
             for pub in sorted((directory / "keys").glob("*.pub")) if (directory / "keys").exists() else []:
-                if pub.name not in registered:
-                    registered.add(pub.name)
+                stamp = (pub.name, pub.stat().st_mtime)
+                if stamp not in registered:
+                    registered.add(stamp)                      # a fixed (re-copied) file is tried again
                     try:
                         fed.register(pub)
                         out(f"registered {pub.name}")
                     except Exception as exc:                   # a bad key file must not stop the class
-                        out(f"could not register {pub.name}: {exc}")
+                        out(f"could not register {pub.name}: {str(exc).splitlines()[0]}")
         try:
             state = json.loads(status.read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            if last:
+                return
             time.sleep(0.5)
             continue
         if state["phase"] == "waiting" and state.get("joined") != joined:
@@ -269,6 +299,8 @@ def _live_view(fed, status: Path, runner, directory: Path, secure: bool, out) ->
                 out(f"round {t}: {len(who)} parties ({', '.join(who)}), loss {losses[t]:.4f}")
             shown_round = len(losses) - 1
             _plot(losses, directory / "loss.png")
+        if last:
+            return
         time.sleep(0.5)
 
 
@@ -322,12 +354,16 @@ def join(server: str, *, party: int | None = None, csv_path=None, ca=None, key=N
     """Join a classroom federation as one party; returns the exit code (0 when the server ended the run)."""
     from .federation import _bin, _env, config_arg, free_port
 
+    if os.name != "posix":
+        out("Cannot join: the classroom's join command runs on Linux and macOS (on Windows: inside WSL)")
+        return 2
     try:
         config, p = check_join(server, party=party, csv_path=csv_path, ca=ca, key=key)
-    except StudentError as exc:
+        node_config = config_arg(config)
+    except (StudentError, ValueError) as exc:
         out(f"Cannot join: {exc}")
         return 2
-    argv = [_bin("flower-supernode"), "--superlink", server, "--node-config", config_arg(config),
+    argv = [_bin("flower-supernode"), "--superlink", server, "--node-config", node_config,
             "--port", str(free_port()), "--max-wait-time", str(float(max_wait))]
     argv += ["--root-certificates", str(ca)] if ca else ["--insecure"]
     if key:
@@ -370,12 +406,16 @@ def join(server: str, *, party: int | None = None, csv_path=None, ca=None, key=N
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     code = next((int(t.split("Exit Code:")[1]) for t in tail if "Exit Code:" in t), proc.returncode)
-    if code == 305:
-        out("The server refused this laptop: in a secure class, send your .pub file to the instructor "
-            "(join --make-key NAME makes one) and join with --key NAME.key and --ca ca.pem")
+    if code == 305 and key:
+        out("The server refused this laptop: send your .pub file to the instructor (join --make-key NAME makes "
+            "one), wait until the instructor's screen says it is registered, then join again with --key and --ca")
         return 3
-    if code not in (0, None, -signal.SIGTERM) or not connected:
-        out(f"The connection ended (code {code}) before the class started; last lines:\n" + "\n".join(tail[-5:]))
+    if code == 305 or not connected:
+        out(f"Could not connect to {server} (Flower's code {code}): in a secure class, join with --ca ca.pem "
+            "(and --key); last lines from Flower:\n" + "\n".join(tail[-6:]))
+        return 3 if code == 305 else 1
+    if code not in (0, None, -signal.SIGTERM):
+        out(f"The connection ended with Flower's code {code}; last lines:\n" + "\n".join(tail[-6:]))
         return 1
     out("The server closed the connection: the class has ended, or the instructor restarted the server (then run "
         "this command again to rejoin; the new run starts from scratch, nothing of the old one is mixed in).")
@@ -413,8 +453,8 @@ def main(argv=None) -> int:
     j.add_argument("--key", help="your private key (secure class)")
     j.add_argument("--make-key", metavar="NAME", help="make NAME.key and NAME.pub here and exit")
     local = sub.add_parser("local", help="a SuperLink and N SuperNodes on this machine; compare with fl.fedavg")
-    local.add_argument("--parties", type=int, default=4)
-    local.add_argument("--rounds", type=int, default=3)
+    local.add_argument("--parties", type=int, default=3)
+    local.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -438,7 +478,7 @@ def main(argv=None) -> int:
         return 130
 
 
-def local_demo(*, n_parties: int = 4, rounds: int = 3, out=print) -> int:
+def local_demo(*, n_parties: int = 3, rounds: int = 2, out=print) -> int:
     """``make federation``: the classroom task on a SuperLink and ``n_parties`` SuperNodes here, vs fl.fedavg."""
     from .. import fedavg
     from . import flower

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -116,10 +117,7 @@ def toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    text = str(value)
-    if '"' in text or "\n" in text:
-        raise ValueError(f"config values must not contain quotes or newlines, got {text!r}")
-    return f'"{text}"'
+    return json.dumps(str(value))            # a JSON string is a TOML basic string (quotes, backslashes escaped)
 
 
 def config_arg(config: dict) -> str:

@@ -117,10 +117,14 @@ def node_party(node_config) -> tuple[int, str, Party]:
         index = _index(config["classroom-party"], classroom.PARTIES, key="classroom-party")
         out = (index, f"party {index}", classroom.party(index))
     elif "csv" in config:
+        import hashlib
+
         from . import classroom
 
         path = str(config["csv"])
-        out = (-1, f"csv {os.path.basename(path)}", classroom.party_from_csv(path))
+        party = classroom.party_from_csv(path)
+        digest = hashlib.sha256(np.ascontiguousarray(np.c_[party.data[0], party.data[1]]).tobytes()).hexdigest()
+        out = (-1, f"csv {os.path.basename(path)}#{digest[:6]}", party)   # two students' mine.csv stay two
     else:
         raise ValueError(f"the node config must give party-file, classroom-party or csv, got {sorted(config)}")
     _NODE_PARTIES[key] = out
@@ -228,6 +232,10 @@ def strategy_class():
 CourseStrategy = None      # set by strategy_class(): a subclass of flwr.serverapp.strategy.FedAvg
 
 
+class _Diverged(Exception):
+    """Raised inside Flower's round loop once the run diverged: nothing more is sent or recorded."""
+
+
 class _AnsweredRecorder(Recorder):
     """A Recorder whose global loss averages the parties that answered (classroom: some may leave)."""
 
@@ -321,10 +329,10 @@ def _make_strategy_class(F):
             found = {}
             for r in replies:
                 if r.has_error():
+                    who = f"node {self._grid.sent.get(r.metadata.reply_to_message_id)}"
                     if self.mode == "fixed":
-                        raise RuntimeError(f"node {r.metadata.src_node_id} failed to answer: {r.error.reason}")
-                    self.event(f"node {r.metadata.src_node_id} could not load its data and is left out: "
-                               f"{r.error.reason}")
+                        raise RuntimeError(f"{who} failed to answer: {r.error.reason}")
+                    self.event(f"{who} could not load its data and is left out: {r.error.reason}")
                     continue
                 m, label = r.content["metrics"], r.content["node"]["label"]
                 index = int(m[_PID])
@@ -394,12 +402,17 @@ def _make_strategy_class(F):
             for r in replies:
                 (bad if r.has_error() else good).append(r)
             for r in bad:
-                text = (f"round {server_round}: node {r.metadata.src_node_id} failed to {what}: "
-                        f"{r.error.reason}")
+                text = (f"round {server_round}: {self._who(r)} failed to {what}: {r.error.reason}")
                 if self.mode == "fixed":
                     raise RuntimeError(text)
                 self.event(text + "; left out of this round")
             return good
+
+        def _who(self, reply) -> str:
+            """The party a reply answers (an error reply may come from the SuperLink, not the node)."""
+            node = getattr(getattr(self, "_grid", None), "sent", {}).get(reply.metadata.reply_to_message_id)
+            party = {n: i for i, n in self.nodes.items()}.get(node)
+            return self.labels[party] if party is not None and party < len(self.labels) else f"node {node}"
 
         def aggregate_train(self, server_round, replies):
             replies = self._usable(server_round, replies, "train")
@@ -409,11 +422,12 @@ def _make_strategy_class(F):
             if not np.array_equal(selected, sent):
                 missing = [self.labels[i] for i in sorted(set(sent.tolist()) - set(selected.tolist()))]
                 if self.mode == "fixed" or not len(selected):
-                    raise RuntimeError(f"round {server_round}: no reply from {', '.join(missing) or 'nobody'} "
+                    raise RuntimeError(f"round {server_round}: no usable reply from {', '.join(missing) or 'nobody'} "
                                        f"within {self.timeout:g} s (replies from {selected.tolist()}, "
                                        f"sent to {sent.tolist()})")
-                self.event(f"round {server_round}: no reply from {', '.join(missing)} within {self.timeout:g} s; "
-                           f"the round uses the {len(selected)} of {len(sent)} parties that answered")
+                self.event(f"round {server_round}: no usable reply from {', '.join(missing)} within "
+                           f"{self.timeout:g} s; the round uses the {len(selected)} of {len(sent)} parties "
+                           f"that answered")
             updates = np.stack([r.content["arrays"].to_numpy_ndarrays()[0] for r in by_party])
             counts = np.array([float(r.content["metrics"]["num-examples"]) for r in by_party])
             weights = aggregation_weights(counts, self.weighting)
@@ -423,6 +437,11 @@ def _make_strategy_class(F):
             mean = agg.mean if isinstance(agg, Aggregate) else np.asarray(agg, dtype=np.float64)
             self.theta = server_update(self.theta, mean, lr=self.lr)                           # 4. server update
             self.info.update(bytes_up=wire.nbytes(updates) + wire.nbytes(counts), selected=selected)
+            if not np.all(np.isfinite(self.theta)):        # as train: a non-finite model ends the run here
+                self.recorder.diverged_at = server_round
+                self.recorder.diverged_reason = "the loss is no longer a finite number"
+                self.event(f"the run diverged at round {server_round}: {self.recorder.diverged_reason}")
+                raise _Diverged
             return F["ArrayRecord"]([self.theta.copy()]), None
 
         def _losses(self, server_round, replies):
@@ -441,10 +460,14 @@ def _make_strategy_class(F):
             if self.recorder.diverged_at is not None:     # as train: nothing is recorded after divergence
                 return None
             losses = self._losses(server_round, replies)
+            if np.all(np.isnan(losses)):       # nobody reported: not a divergence, a class that went away
+                raise RuntimeError(f"round {server_round}: no party reported a loss within {self.timeout:g} s "
+                                   f"(all left, or the network is down)")
             seconds = time.perf_counter() - self._round_start     # the round's wall time: train + evaluate
             if not self.recorder.record(server_round, self.theta, losses, **self.info,
                                         metrics={"seconds": seconds}):
                 self.event(f"the run diverged at round {server_round}: {self.recorder.diverged_reason}")
+                raise _Diverged
             self.status("training", round=server_round)
             return None
 
@@ -455,9 +478,12 @@ def _make_strategy_class(F):
         def run(self, grid, theta0, *, rounds: int, timeout: float):
             """The QUERY round, then ``rounds`` rounds of Flower's loop (replies polled every 20 ms)."""
             self.timeout = timeout
-            grid = _FastGrid(grid)
+            grid = self._grid = _FastGrid(grid)
             arrays = self.discover(grid, theta0, timeout)
-            self.start(grid=grid, initial_arrays=arrays, num_rounds=rounds, timeout=timeout)
+            try:
+                self.start(grid=grid, initial_arrays=arrays, num_rounds=rounds, timeout=timeout)
+            except _Diverged:
+                pass                                      # recorded: History.diverged_at / diverged_reason
             self.status("done", round=len(self.recorder.losses) - 1)
 
     return _CourseStrategy
@@ -479,12 +505,16 @@ class _FastGrid:
 
     def __init__(self, grid):
         self._grid = grid
+        self.sent: dict[str, int] = {}
 
     def __getattr__(self, name):
         return getattr(self._grid, name)
 
     def send_and_receive(self, messages, *, timeout=None):
-        pending = set(self._grid.push_messages(messages))
+        messages = list(messages)
+        ids = list(self._grid.push_messages(messages))
+        self.sent.update(zip(ids, (m.metadata.dst_node_id for m in messages)))   # who each message went to
+        pending = set(ids)
         end = None if timeout is None else time.monotonic() + timeout
         replies = []
         while pending and (end is None or time.monotonic() < end):
@@ -538,14 +568,16 @@ def deployment_apps():
 
         with open(context.run_config["spec"], "rb") as fh:
             spec = pickle.load(fh)            # written by this machine's run() / classroom serve
-        strategy = strategy_class()(**spec["strategy"])
+        strategy = None
         try:
+            strategy = strategy_class()(**spec["strategy"])
             strategy.run(grid, spec["theta0"], rounds=spec["rounds"], timeout=spec["timeout"])
             result = {"history": strategy.recorder.history(engine=spec["engine"], device="cpu"),
                       "labels": strategy.labels, "events": strategy.events}
         except Exception as exc:                                       # reported by the caller, with the logs
-            result = {"error": f"{type(exc).__name__}: {exc}", "events": strategy.events}
-            strategy.status("failed", message=result["error"])
+            result = {"error": f"{type(exc).__name__}: {exc}", "events": strategy.events if strategy else []}
+            if strategy is not None:
+                strategy.status("failed", message=result["error"])
         tmp = spec["out"] + ".tmp"
         with open(tmp, "wb") as fh:
             pickle.dump(result, fh)
