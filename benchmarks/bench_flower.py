@@ -46,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--simulation", type=int, nargs="+", default=[4, 16], metavar="N")
     ap.add_argument("--deployment", type=int, nargs="+", default=[2, 4], metavar="N")
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     kw = dict(lr=0.01, local_epochs=2, batch_size=10, seed=0, rounds=args.rounds)
     print(f"flwr {__import__('flwr').__version__}, {args.rounds} rounds; seconds")

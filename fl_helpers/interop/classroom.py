@@ -42,7 +42,6 @@ a public Wi-Fi), and stop the server after class.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
@@ -352,7 +351,7 @@ def check_join(server: str, *, party: int | None = None, csv_path=None, ca=None,
 def join(server: str, *, party: int | None = None, csv_path=None, ca=None, key=None, out=print,
          max_wait: float = 600.0) -> int:
     """Join a classroom federation as one party; returns the exit code (0 when the server ended the run)."""
-    from .federation import _bin, _env, config_arg, free_port
+    from .federation import _bin, _env, config_arg, free_port, stop_group
 
     if os.name != "posix":
         out("Cannot join: the classroom's join command runs on Linux and macOS (on Windows: inside WSL)")
@@ -397,14 +396,7 @@ def join(server: str, *, party: int | None = None, csv_path=None, ca=None, key=N
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        with contextlib.suppress(ProcessLookupError):   # the node and its helpers never outlive this command
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)                           # the node and its helpers never outlive this command
     code = next((int(t.split("Exit Code:")[1]) for t in tail if "Exit Code:" in t), proc.returncode)
     if code == 305 and key:
         out("The server refused this laptop: send your .pub file to the instructor (join --make-key NAME makes "
